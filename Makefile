@@ -1,0 +1,41 @@
+# Keel: `make run` serves the API on http://127.0.0.1:8000, `make test` runs every test.
+# Both create .venv on first use (Python 3.11+ is all they need) and install the locked versions.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: install run test lint format check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(BIN)/uv sync --frozen --inexact --quiet
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the locked dependencies
+
+run: install ## Migrate the database, then serve on http://127.0.0.1:8000
+	$(BIN)/python -m app migrate
+	$(BIN)/python -m app serve --host 127.0.0.1 --port 8000
+
+test: install ## The whole test suite (PostgreSQL/Redis legs when TEST_DATABASE_URL/TEST_REDIS_URL are set)
+	$(BIN)/python -m pytest
+
+lint: install ## ruff, formatting, mypy --strict and the import-layer contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy app
+	$(BIN)/lint-imports
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+check: lint test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache keel.db keel.db-*

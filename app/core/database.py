@@ -1,0 +1,66 @@
+"""Async engine and session factory, built in the lifespan (after the worker forks)."""
+
+import asyncio
+import time
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from app.config import Settings
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An engine tuned per dialect: pooled PostgreSQL with timeouts, or SQLite with FKs on."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        engine = create_async_engine(url, connect_args={"timeout": 15})
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        return engine
+    timeout_ms = settings.DATABASE_STATEMENT_TIMEOUT_MS
+    return create_async_engine(
+        url,
+        pool_size=settings.DATABASE_POOL_SIZE,
+        max_overflow=settings.DATABASE_MAX_OVERFLOW,
+        pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={
+            "timeout": settings.DATABASE_POOL_TIMEOUT_SECONDS,  # TCP connect + auth
+            "command_timeout": timeout_ms / 1000 + 1,  # client-side backstop
+            "server_settings": {
+                "statement_timeout": str(timeout_ms),
+                "idle_in_transaction_session_timeout": str(max(timeout_ms * 2, 10_000)),
+                "application_name": settings.PROJECT_NAME.lower(),
+            },
+        },
+    )
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # SQLite enforces foreign keys (and so ON DELETE CASCADE) only when asked, per connection.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.close()
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # expire_on_commit=False: responses are serialized after the commit without reloading rows.
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def ping(engine: AsyncEngine, within: float) -> float:
+    """Run `SELECT 1` within `within` seconds; return the latency in ms or raise."""
+    started = time.perf_counter()
+    async with asyncio.timeout(within), engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+    return (time.perf_counter() - started) * 1000

@@ -1,0 +1,79 @@
+"""The application factory: `create_app(settings)`; servers import `app.main:app`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from app.api import health
+from app.api.v1.router import api_router
+from app.api.v1.schemas.common import ErrorResponse
+from app.config import Settings, get_settings
+from app.core import database
+from app.core.exceptions import register_exception_handlers
+from app.core.logging import configure_logging
+
+logger = structlog.get_logger("app.main")
+
+COMMON_ERRORS: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        413: "Request body too large",
+        415: "Unsupported media type",
+        422: "Validation error",
+        429: "Rate limited",
+        500: "Internal error",
+        503: "Service unavailable",
+    }.items()
+}
+
+
+def _announce_embedded_defaults(settings: Settings) -> None:
+    """Say once, loudly, when a process runs on the stand-ins meant for a laptop."""
+    if settings.DATABASE_URL is None:
+        logger.warning("database_url_unset", using=settings.database_url)
+    if settings.REDIS_URL is None:
+        logger.warning("redis_url_unset", rate_limiting="in-process, per worker")
+    if settings.secret_key_generated:
+        logger.warning("secret_key_generated", note="tokens stop working when the process exits")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Logging is configured here, after a Gunicorn worker has installed its own handlers.
+        configure_logging(settings)
+        _announce_embedded_defaults(settings)
+        engine = database.create_engine(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = database.create_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            app.state.draining = True
+            await engine.dispose()
+
+    docs = settings.DOCS_ENABLED
+    app = FastAPI(
+        title=settings.PROJECT_NAME,
+        description=settings.PROJECT_DESCRIPTION,
+        version=settings.VERSION,
+        debug=settings.DEBUG,
+        openapi_url=f"{settings.API_V1_PREFIX}/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        lifespan=lifespan,
+        responses=COMMON_ERRORS,
+    )
+    app.state.settings = settings
+    app.state.draining = False
+    register_exception_handlers(app)
+    app.include_router(health.router)
+    app.include_router(api_router, prefix=settings.API_V1_PREFIX)
+    return app
+
+
+app = create_app()

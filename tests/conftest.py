@@ -1,0 +1,163 @@
+"""Shared fixtures: every API test runs once on SQLite and once on PostgreSQL.
+
+PostgreSQL runs when TEST_DATABASE_URL is set (`.ci/run` sets it); if it is set and the server
+is unreachable the tests fail, they are never skipped. Each test gets a fresh app (real lifespan,
+real engine, real commits) and the tables are emptied after it.
+"""
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.config import Settings, load_settings
+from app.core import migrations
+from app.main import create_app
+from app.models import Base
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+# CI sets REQUIRE_SERVICES=1: a missing service is then a failure, never a skip.
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgresql: runs against TEST_DATABASE_URL")
+
+
+async def _reset_schema(url: str) -> None:
+    """Drop whatever a previous run left, then build the schema with the real migrations."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(text("DROP SCHEMA public CASCADE"))
+                await conn.execute(text("CREATE SCHEMA public"))
+            else:
+                await conn.run_sync(Base.metadata.drop_all)
+                await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    finally:
+        await engine.dispose()
+    await asyncio.to_thread(migrations.upgrade, url)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'keel.db'}"
+    elif TEST_DATABASE_URL:
+        url = TEST_DATABASE_URL
+    elif REQUIRE_SERVICES:
+        pytest.fail("REQUIRE_SERVICES=1 but TEST_DATABASE_URL is not set")
+    else:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    await _reset_schema(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+async def cleanup_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def _clean_tables(cleanup_engine: AsyncEngine) -> AsyncIterator[None]:
+    yield
+    async with cleanup_engine.begin() as conn:
+        tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                await conn.execute(table.delete())
+
+
+@pytest.fixture
+def make_settings(database_url: str) -> Callable[..., Settings]:
+    """Settings for a test app; keyword arguments override single variables."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "_env_file": None,
+            "ENVIRONMENT": "test",
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": TEST_SECRET_KEY,
+            "RATE_LIMIT_REQUESTS": 1_000_000,
+            "AUTH_RATE_LIMIT_REQUESTS": 1_000_000,
+            "LOG_FORMAT": "json",
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def make_client() -> Callable[[Settings], "_ClientContext"]:
+    """Build an app from settings, run its lifespan, and yield an HTTP client bound to it."""
+
+    def make(settings: Settings) -> "_ClientContext":
+        return _ClientContext(create_app(settings))
+
+    return make
+
+
+class _ClientContext:
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        self._lifespan = self.app.router.lifespan_context(self.app)
+        await self._lifespan.__aenter__()
+        transport = httpx.ASGITransport(
+            app=self.app, client=("203.0.113.7", 50000), raise_app_exceptions=False
+        )
+        self._client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        return self._client
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+        await self._lifespan.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def app_client(
+    make_client: Callable[[Settings], _ClientContext], settings: Settings
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    context = make_client(settings)
+    async with context as client:
+        yield context.app, client
+
+
+@pytest.fixture
+def app(app_client: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
+    return app_client[0]
+
+
+@pytest.fixture
+def client(app_client: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return app_client[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
