@@ -1,0 +1,139 @@
+"""Password hashing (Argon2id, off the event loop) and JWT issue/verify.
+
+Revocation lives in the database (a `sessions` row that every access token names), so a logout
+or a password change takes effect at once on every worker and replica.
+"""
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Literal
+
+import anyio
+import jwt
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+from app.config import Settings
+
+TokenType = Literal["access", "refresh"]
+
+# OWASP's Argon2id baseline (m=19 MiB, t=2, p=1): one hash is ~20 ms of one core here, and p=1
+# keeps a login storm from occupying every core at once.
+password_hash = PasswordHash(
+    (Argon2Hasher(time_cost=2, memory_cost=19_456, parallelism=1, hash_len=32, salt_len=16),)
+)
+# Hashing runs in worker threads; at most this many at once, so logins cannot starve the
+# thread pool that other blocking work shares.
+MAX_CONCURRENT_HASHES = 4
+_jwt = jwt.PyJWT(options={"enforce_minimum_key_length": True})
+
+
+@cache
+def _hash_limiter() -> anyio.CapacityLimiter:
+    return anyio.CapacityLimiter(MAX_CONCURRENT_HASHES)
+
+
+@cache
+def _dummy_hash() -> str:
+    return password_hash.hash(secrets.token_urlsafe(16))
+
+
+async def hash_password(password: str) -> str:
+    return await anyio.to_thread.run_sync(password_hash.hash, password, limiter=_hash_limiter())
+
+
+async def verify_password(password: str, hashed: str | None) -> tuple[bool, str | None]:
+    """(matches, new hash when the stored one uses outdated parameters).
+
+    With `hashed=None` (unknown account) a dummy hash is verified, so the answer takes as long
+    as for a real account and cannot reveal which emails exist.
+    """
+
+    def verify() -> tuple[bool, str | None]:
+        if hashed is None:
+            password_hash.verify(password, _dummy_hash())
+            return False, None
+        return password_hash.verify_and_update(password, hashed)
+
+    return await anyio.to_thread.run_sync(verify, limiter=_hash_limiter())
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    jti: uuid.UUID
+    expires_at: datetime
+
+
+class InvalidTokenError(Exception):
+    """Any reason a token is refused; the reason is never shown to the client."""
+
+
+def create_token(
+    settings: Settings,
+    *,
+    token_type: TokenType,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    jti: uuid.UUID,
+    lifetime: timedelta,
+) -> tuple[str, datetime]:
+    """A signed token and its expiry time."""
+    now = datetime.now(UTC)
+    expires_at = now + lifetime
+    claims = {
+        "iss": settings.JWT_ISSUER,
+        "aud": settings.JWT_AUDIENCE,
+        "sub": str(user_id),
+        "sid": str(session_id),
+        "jti": str(jti),
+        "typ": token_type,
+        "iat": now,
+        "nbf": now,
+        "exp": expires_at,
+    }
+    return _jwt.encode(claims, settings.secret_key, algorithm="HS256"), expires_at
+
+
+REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "sid", "jti", "typ"]
+
+
+def decode_token(settings: Settings, token: str, token_type: TokenType) -> TokenClaims:
+    """Verify signature (HS256 only), expiry, issuer, audience and type; raise InvalidTokenError."""
+    try:
+        claims = _jwt.decode(
+            token,
+            settings.secret_key,
+            algorithms=["HS256"],  # pinned: never taken from the token's own header
+            audience=settings.JWT_AUDIENCE,
+            issuer=settings.JWT_ISSUER,
+            options={"require": REQUIRED_CLAIMS},
+            leeway=5,
+        )
+        if claims["typ"] != token_type:
+            raise InvalidTokenError(f"expected a {token_type} token")
+        return TokenClaims(
+            user_id=uuid.UUID(claims["sub"]),
+            session_id=uuid.UUID(claims["sid"]),
+            jti=uuid.UUID(claims["jti"]),
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
+    except (jwt.PyJWTError, ValueError, TypeError, AttributeError, KeyError) as error:
+        raise InvalidTokenError(str(error)) from None
+
+
+def bearer_user_id(settings: Settings, authorization: str | None) -> str | None:
+    """The `sub` of a valid access token in an `Authorization: Bearer` header, else None.
+
+    Signature and expiry only (no database): enough to key a rate limit by user.
+    """
+    if not authorization or authorization[:7].lower() != "bearer ":
+        return None
+    try:
+        return str(decode_token(settings, authorization[7:].strip(), "access").user_id)
+    except InvalidTokenError:
+        return None
