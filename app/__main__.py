@@ -38,5 +38,47 @@ def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> 
     typer.echo(f"database migrated to {revision}")
 
 
+
+@cli.command("create-superuser")
+def create_superuser(
+    email: str | None = typer.Option(None, help="Defaults to FIRST_SUPERUSER_EMAIL."),
+    password: str | None = typer.Option(
+        None, help="Defaults to FIRST_SUPERUSER_PASSWORD; prompted for when neither is set."
+    ),
+) -> None:
+    """Create a superuser unless that email exists (the same as start-up does)."""
+    import asyncio
+
+    from app.api.v1.schemas.users import UserRegister
+    from app.core import database
+    from app.services import user_service
+
+    settings = get_settings()
+    secret = settings.FIRST_SUPERUSER_PASSWORD
+    email = email or settings.FIRST_SUPERUSER_EMAIL or typer.prompt("Email")
+    password = password or (secret.get_secret_value() if secret else None)
+    password = password or typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        valid = UserRegister(email=email, password=password)
+    except ValueError as error:
+        typer.echo(f"Refused: {error}", err=True)
+        raise typer.Exit(2) from None
+
+    async def run() -> str:
+        engine = database.create_engine(settings)
+        try:
+            return await user_service.ensure_superuser(
+                database.create_sessionmaker(engine), email=valid.email, password=valid.password
+            )
+        finally:
+            await engine.dispose()
+
+    outcome = asyncio.run(run())
+    if outcome == "taken":
+        typer.echo(f"Refused: {valid.email} belongs to a regular user; not promoted", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"superuser {valid.email} {outcome}")
+
+
 if __name__ == "__main__":
     cli()

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     JWT_ISSUER: str = "keel"
     JWT_AUDIENCE: str = "keel-api"
     FIRST_SUPERUSER_EMAIL: EmailStr | None = None
-    FIRST_SUPERUSER_PASSWORD: SecretStr | None = None
+    FIRST_SUPERUSER_PASSWORD: SecretStr | None = Field(default=None, min_length=8, max_length=128)
 
     DATABASE_URL: str | None = None
     DATABASE_POOL_SIZE: int = Field(default=10, ge=1, le=1000)

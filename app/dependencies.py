@@ -4,9 +4,15 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.core.context import user_id_var
+from app.core.exceptions import ForbiddenError, UnauthorizedError
+from app.models import User
+from app.services import auth_service
+from app.services.auth_service import Authenticated
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -32,3 +38,40 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+# Relative to the OpenAPI document (under API_V1_PREFIX), which is how Swagger UI resolves it.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="auth/token", auto_error=False)
+
+
+async def get_authenticated(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Authenticated:
+    """The caller's user and session, from a bearer access token; 401 otherwise."""
+    if not token:
+        raise UnauthorizedError("Not authenticated")
+    auth = await auth_service.authenticate(session, settings, token)
+    user_id = str(auth.user.id)
+    user_id_var.set(user_id)
+    request.state.user_id = user_id  # for the access log, which runs outside this context
+    return auth
+
+
+AuthDep = Annotated[Authenticated, Depends(get_authenticated)]
+
+
+async def get_current_user(auth: AuthDep) -> User:
+    return auth.user
+
+
+async def get_superuser(user: Annotated[User, Depends(get_current_user)]) -> User:
+    if not user.is_superuser:
+        raise ForbiddenError("Superuser privileges required")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+SuperUser = Annotated[User, Depends(get_superuser)]

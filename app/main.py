@@ -13,6 +13,7 @@ from app.config import Settings, get_settings
 from app.core import database
 from app.core.exceptions import register_exception_handlers
 from app.core.logging import configure_logging
+from app.services import user_service
 
 logger = structlog.get_logger("app.main")
 
@@ -50,6 +51,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = database.create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = database.create_sessionmaker(engine)
+        if settings.FIRST_SUPERUSER_EMAIL and settings.FIRST_SUPERUSER_PASSWORD:
+            await user_service.ensure_superuser(
+                app.state.sessionmaker,
+                email=settings.FIRST_SUPERUSER_EMAIL,
+                password=settings.FIRST_SUPERUSER_PASSWORD.get_secret_value(),
+            )
         try:
             yield
         finally:

@@ -112,7 +112,7 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 
 @pytest.fixture
-def make_client() -> Callable[[Settings], "_ClientContext"]:
+def make_client(_clean_tables: None) -> Callable[[Settings], "_ClientContext"]:
     """Build an app from settings, run its lifespan, and yield an HTTP client bound to it."""
 
     def make(settings: Settings) -> "_ClientContext":

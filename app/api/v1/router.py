@@ -1,3 +1,8 @@
 from fastapi import APIRouter
 
+from app.api.v1.endpoints import auth, items, users
+
 api_router = APIRouter()
+api_router.include_router(auth.router)
+api_router.include_router(users.router)
+api_router.include_router(items.router)

@@ -1,0 +1,90 @@
+"""The caller's own account (`/me`) and, for superusers, every account."""
+
+import uuid
+
+from fastapi import APIRouter, status
+
+from app.api.v1.schemas.common import LimitQuery, OffsetQuery, Page, error_responses
+from app.api.v1.schemas.users import (
+    PasswordChange,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+    UserUpdateMe,
+)
+from app.dependencies import CurrentUser, SessionDep, SuperUser
+from app.services import user_service
+
+router = APIRouter(
+    prefix="/users",
+    tags=["users"],
+    responses=error_responses({401: "Not authenticated"}),
+)
+ADMIN_ONLY = error_responses({403: "Superuser privileges required"})
+NOT_FOUND = error_responses({404: "User not found"})
+CONFLICT = error_responses({409: "Email already registered"})
+BAD_REQUEST = error_responses({400: "Current password is incorrect"})
+
+
+@router.get("/me", response_model=UserPublic)
+async def read_me(user: CurrentUser) -> object:
+    return user
+
+
+@router.patch("/me", response_model=UserPublic, responses=CONFLICT)
+async def update_me(body: UserUpdateMe, user: CurrentUser, session: SessionDep) -> object:
+    return await user_service.update(session, user, body.model_dump(exclude_unset=True))
+
+
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_me(user: CurrentUser, session: SessionDep) -> None:
+    """Delete the account, its items and every session."""
+    await user_service.delete(session, user)
+
+
+@router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=BAD_REQUEST)
+async def change_password(body: PasswordChange, user: CurrentUser, session: SessionDep) -> None:
+    """Set a new password; every token issued before stops working."""
+    await user_service.change_password(
+        session, user, current_password=body.current_password, new_password=body.new_password
+    )
+
+
+@router.get("", response_model=Page[UserPublic], responses=ADMIN_ONLY)
+async def list_users(
+    _: SuperUser, session: SessionDep, limit: LimitQuery = 20, offset: OffsetQuery = 0
+) -> dict[str, object]:
+    users, total = await user_service.page(session, limit=limit, offset=offset)
+    return {"items": users, "total": total, "limit": limit, "offset": offset}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserPublic,
+    responses={**ADMIN_ONLY, **CONFLICT},
+)
+async def create_user(body: UserCreate, _: SuperUser, session: SessionDep) -> object:
+    return await user_service.create(session, **body.model_dump())
+
+
+@router.get("/{user_id}", response_model=UserPublic, responses={**ADMIN_ONLY, **NOT_FOUND})
+async def read_user(user_id: uuid.UUID, _: SuperUser, session: SessionDep) -> object:
+    return await user_service.get(session, user_id)
+
+
+@router.patch(
+    "/{user_id}", response_model=UserPublic, responses={**ADMIN_ONLY, **NOT_FOUND, **CONFLICT}
+)
+async def update_user(
+    user_id: uuid.UUID, body: UserUpdate, _: SuperUser, session: SessionDep
+) -> object:
+    user = await user_service.get(session, user_id)
+    return await user_service.update(session, user, body.model_dump(exclude_unset=True))
+
+
+@router.delete(
+    "/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**ADMIN_ONLY, **NOT_FOUND}
+)
+async def delete_user(user_id: uuid.UUID, _: SuperUser, session: SessionDep) -> None:
+    await user_service.delete(session, await user_service.get(session, user_id))

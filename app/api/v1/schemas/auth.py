@@ -1,0 +1,27 @@
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from app.api.v1.schemas.common import SafeStr, StrictModel
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, no secret
+    expires_in: int = Field(description="Seconds until the access token expires")
+    refresh_token: str
+
+
+class RefreshRequest(StrictModel):
+    refresh_token: SafeStr = Field(min_length=1, max_length=4096)
+
+
+class LoginForm(StrictModel):
+    """The OAuth2 password grant (RFC 6749 §4.3) as Swagger UI and OAuth2 clients send it."""
+
+    grant_type: Annotated[str, Field(pattern="^password$")] | None = None
+    username: Annotated[SafeStr, Field(min_length=1, max_length=320, description="The email")]
+    password: Annotated[SafeStr, Field(min_length=1, max_length=128)]
+    scope: Annotated[SafeStr, Field(max_length=1024)] = ""
+    client_id: Annotated[SafeStr, Field(max_length=255)] | None = None
+    client_secret: Annotated[SafeStr, Field(max_length=255)] | None = None

@@ -1,0 +1,61 @@
+import uuid
+from datetime import datetime
+from typing import Annotated, ClassVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+
+from app.api.v1.schemas.common import PatchModel, SafeStr, StrictModel
+
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 128
+
+# Stored lower-cased: the unique constraint on `users.email` is then case-insensitive.
+Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(str.lower)]
+Password = Annotated[SafeStr, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
+FullName = Annotated[SafeStr, Field(min_length=1, max_length=255)]
+
+
+class UserRegister(StrictModel):
+    email: Email
+    password: Password
+    full_name: FullName | None = None
+
+
+class UserCreate(UserRegister):
+    """What a superuser may set when creating an account."""
+
+    is_active: bool = True
+    is_superuser: bool = False
+
+
+class UserUpdateMe(PatchModel):
+    not_nullable: ClassVar[tuple[str, ...]] = ("email",)
+
+    email: Email | None = None
+    full_name: FullName | None = None
+
+
+class UserUpdate(UserUpdateMe):
+    """What a superuser may change on any account."""
+
+    not_nullable = ("email", "password", "is_active", "is_superuser")
+
+    password: Password | None = None
+    is_active: bool | None = None
+    is_superuser: bool | None = None
+
+
+class PasswordChange(StrictModel):
+    current_password: Annotated[SafeStr, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+    new_password: Password
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    full_name: str | None
+    is_active: bool
+    is_superuser: bool
+    created_at: datetime

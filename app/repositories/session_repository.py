@@ -1,0 +1,82 @@
+"""All SQL about login sessions (the revocable families of refresh tokens)."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import AuthSession, User
+from app.models.base import utc_now
+
+
+async def add(
+    session: AsyncSession, *, user_id: uuid.UUID, refresh_jti: uuid.UUID, expires_at: datetime
+) -> AuthSession:
+    row = AuthSession(user_id=user_id, refresh_jti=refresh_jti, expires_at=expires_at)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def active_user(
+    session: AsyncSession, *, user_id: uuid.UUID, session_id: uuid.UUID
+) -> User | None:
+    """The active user that owns a live (not revoked, not expired) session: one query."""
+    query = (
+        select(User)
+        .join(AuthSession, AuthSession.user_id == User.id)
+        .where(
+            AuthSession.id == session_id,
+            User.id == user_id,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.expires_at > utc_now(),
+            User.is_active.is_(True),
+        )
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def rotate_refresh(
+    session: AsyncSession,
+    *,
+    session_id: uuid.UUID,
+    user_id: uuid.UUID,
+    old_jti: uuid.UUID,
+    new_jti: uuid.UUID,
+) -> bool:
+    """Swap the session's refresh token id, only if `old_jti` is still the current one.
+
+    A single conditional UPDATE: two concurrent uses of one refresh token cannot both win.
+    """
+    result = await session.execute(
+        update(AuthSession)
+        .where(
+            AuthSession.id == session_id,
+            AuthSession.user_id == user_id,
+            AuthSession.refresh_jti == old_jti,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.expires_at > utc_now(),
+        )
+        .values(refresh_jti=new_jti)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def revoke(session: AsyncSession, *, session_id: uuid.UUID) -> None:
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utc_now())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def revoke_all_for_user(session: AsyncSession, *, user_id: uuid.UUID) -> None:
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utc_now())
+        .execution_options(synchronize_session=False)
+    )

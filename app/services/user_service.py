@@ -1,0 +1,108 @@
+"""Accounts: registration, profile changes, passwords, administration."""
+
+import uuid
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.exceptions import BadRequestError, ConflictError, NotFoundError
+from app.core.security import hash_password, verify_password
+from app.models import User
+from app.repositories import session_repository, user_repository
+
+logger = structlog.get_logger("app.users")
+
+
+async def _ensure_email_free(
+    session: AsyncSession, email: str, *, except_id: uuid.UUID | None = None
+) -> None:
+    if await user_repository.email_taken(session, email, except_id=except_id):
+        raise ConflictError("A user with this email already exists")
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    full_name: str | None = None,
+    is_active: bool = True,
+    is_superuser: bool = False,
+) -> User:
+    await _ensure_email_free(session, email)
+    return await user_repository.add(
+        session,
+        email=email.lower(),
+        full_name=full_name,
+        hashed_password=await hash_password(password),
+        is_active=is_active,
+        is_superuser=is_superuser,
+    )
+
+
+async def get(session: AsyncSession, user_id: uuid.UUID) -> User:
+    user = await user_repository.get(session, user_id)
+    if user is None:
+        raise NotFoundError(f"User with id '{user_id}' not found")
+    return user
+
+
+async def page(session: AsyncSession, *, limit: int, offset: int) -> tuple[Sequence[User], int]:
+    return await user_repository.page(session, limit=limit, offset=offset)
+
+
+async def update(session: AsyncSession, user: User, changes: dict[str, Any]) -> User:
+    """Apply the fields a client sent; a new password or deactivation ends every session."""
+    values = dict(changes)
+    if "email" in values:
+        values["email"] = values["email"].lower()
+        await _ensure_email_free(session, values["email"], except_id=user.id)
+    password = values.pop("password", None)
+    if password is not None:
+        values["hashed_password"] = await hash_password(password)
+    if password is not None or values.get("is_active") is False:
+        await session_repository.revoke_all_for_user(session, user_id=user.id)
+    return await user_repository.update(session, user, **values)
+
+
+async def change_password(
+    session: AsyncSession, user: User, *, current_password: str, new_password: str
+) -> None:
+    """Check the current password, store the new one and end every session of the user."""
+    matches, _ = await verify_password(current_password, user.hashed_password)
+    if not matches:
+        raise BadRequestError("Current password is incorrect")
+    await update(session, user, {"password": new_password})
+
+
+async def delete(session: AsyncSession, user: User) -> None:
+    """Remove the account; its items and sessions go with it (ON DELETE CASCADE)."""
+    await user_repository.delete(session, user)
+
+
+async def ensure_superuser(
+    sessionmaker: async_sessionmaker[AsyncSession], *, email: str, password: str
+) -> Literal["created", "exists", "taken"]:
+    """Create the configured superuser unless that email exists; safe when workers race.
+
+    An existing account with that email is left as it is: promoting it would hand superuser
+    rights to whoever registered the address first.
+    """
+    async with sessionmaker() as session:
+        existing = await user_repository.get_by_email(session, email)
+        if existing is not None:
+            if existing.is_superuser:
+                return "exists"
+            logger.warning("first_superuser_email_taken_by_regular_user", email=email)
+            return "taken"
+        try:
+            await create(session, email=email, password=password, is_superuser=True)
+            await session.commit()
+        except (ConflictError, IntegrityError):  # another worker created it first
+            await session.rollback()
+            return "exists"
+        logger.info("first_superuser_created", email=email)
+        return "created"
