@@ -38,7 +38,6 @@ def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> 
     typer.echo(f"database migrated to {revision}")
 
 
-
 @cli.command("create-superuser")
 def create_superuser(
     email: str | None = typer.Option(None, help="Defaults to FIRST_SUPERUSER_EMAIL."),
