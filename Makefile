@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint format check clean
+.PHONY: install run test lint fuzz format check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ lint: install ## ruff, formatting, mypy --strict and the import-layer contracts
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app
 	$(BIN)/lint-imports
+
+fuzz: install ## Schemathesis, all checks and phases, against a live server
+	$(BIN)/python scripts/fuzz.py
 
 format: install
 	$(BIN)/ruff check --fix .

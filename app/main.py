@@ -20,6 +20,7 @@ logger = structlog.get_logger("app.main")
 COMMON_ERRORS: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
+        400: "Malformed request",
         413: "Request body too large",
         415: "Unsupported media type",
         422: "Validation error",
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc" if docs else None,
         lifespan=lifespan,
         responses=COMMON_ERRORS,
+        # Operation ids are the endpoint names (`create_item`): stable, readable client names.
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.settings = settings
     app.state.draining = False

@@ -8,7 +8,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.exceptions import BadRequestError, ConflictError, NotFoundError
+from app.core.exceptions import ConflictError, ForbiddenError, NotFoundError
 from app.core.security import hash_password, verify_password
 from app.models import User
 from app.repositories import session_repository, user_repository
@@ -74,7 +74,7 @@ async def change_password(
     """Check the current password, store the new one and end every session of the user."""
     matches, _ = await verify_password(current_password, user.hashed_password)
     if not matches:
-        raise BadRequestError("Current password is incorrect")
+        raise ForbiddenError("Current password is incorrect")
     await update(session, user, {"password": new_password})
 
 

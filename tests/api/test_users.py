@@ -75,7 +75,7 @@ async def test_change_password(client: httpx.AsyncClient, alice: Account) -> Non
         json={"current_password": "wrong password", "new_password": "another password"},
         headers=alice.headers,
     )
-    assert_envelope(wrong, 400, "bad_request")
+    assert_envelope(wrong, 403, "forbidden")
     assert (await client.get(ME, headers=alice.headers)).status_code == 200
     ok = await client.post(
         f"{ME}/password",

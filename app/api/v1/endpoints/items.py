@@ -4,7 +4,13 @@ import uuid
 
 from fastapi import APIRouter, Request, Response, status
 
-from app.api.v1.schemas.common import LimitQuery, OffsetQuery, Page, error_responses
+from app.api.v1.schemas.common import (
+    LimitQuery,
+    OffsetQuery,
+    Page,
+    created_links,
+    error_responses,
+)
 from app.api.v1.schemas.items import ItemCreate, ItemPublic, ItemUpdate
 from app.dependencies import CurrentUser, SessionDep
 from app.services import item_service
@@ -26,7 +32,12 @@ async def list_items(
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ItemPublic)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ItemPublic,
+    responses=created_links("item_id", "read_item", "update_item", "delete_item"),
+)
 async def create_item(
     body: ItemCreate, user: CurrentUser, session: SessionDep, request: Request, response: Response
 ) -> object:

@@ -4,7 +4,13 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from app.api.v1.schemas.common import LimitQuery, OffsetQuery, Page, error_responses
+from app.api.v1.schemas.common import (
+    LimitQuery,
+    OffsetQuery,
+    Page,
+    created_links,
+    error_responses,
+)
 from app.api.v1.schemas.users import (
     PasswordChange,
     UserCreate,
@@ -23,7 +29,7 @@ router = APIRouter(
 ADMIN_ONLY = error_responses({403: "Superuser privileges required"})
 NOT_FOUND = error_responses({404: "User not found"})
 CONFLICT = error_responses({409: "Email already registered"})
-BAD_REQUEST = error_responses({400: "Current password is incorrect"})
+WRONG_PASSWORD = error_responses({403: "Current password is incorrect"})
 
 
 @router.get("/me", response_model=UserPublic)
@@ -42,7 +48,7 @@ async def delete_me(user: CurrentUser, session: SessionDep) -> None:
     await user_service.delete(session, user)
 
 
-@router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=BAD_REQUEST)
+@router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=WRONG_PASSWORD)
 async def change_password(body: PasswordChange, user: CurrentUser, session: SessionDep) -> None:
     """Set a new password; every token issued before stops working."""
     await user_service.change_password(
@@ -62,7 +68,11 @@ async def list_users(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
-    responses={**ADMIN_ONLY, **CONFLICT},
+    responses={
+        **ADMIN_ONLY,
+        **CONFLICT,
+        **created_links("user_id", "read_user", "update_user", "delete_user"),
+    },
 )
 async def create_user(body: UserCreate, _: SuperUser, session: SessionDep) -> object:
     return await user_service.create(session, **body.model_dump())

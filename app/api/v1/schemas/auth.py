@@ -1,6 +1,7 @@
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from app.api.v1.schemas.common import SafeStr, StrictModel
 
@@ -19,9 +20,10 @@ class RefreshRequest(StrictModel):
 class LoginForm(StrictModel):
     """The OAuth2 password grant (RFC 6749 §4.3) as Swagger UI and OAuth2 clients send it."""
 
-    grant_type: Annotated[str, Field(pattern="^password$")] | None = None
+    # A form cannot send null, so optional fields are absent, never null, in the schema.
+    grant_type: Literal["password"] | SkipJsonSchema[None] = None
     username: Annotated[SafeStr, Field(min_length=1, max_length=320, description="The email")]
     password: Annotated[SafeStr, Field(min_length=1, max_length=128)]
     scope: Annotated[SafeStr, Field(max_length=1024)] = ""
-    client_id: Annotated[SafeStr, Field(max_length=255)] | None = None
-    client_secret: Annotated[SafeStr, Field(max_length=255)] | None = None
+    client_id: Annotated[SafeStr, Field(max_length=255)] | SkipJsonSchema[None] = None
+    client_secret: Annotated[SafeStr, Field(max_length=255)] | SkipJsonSchema[None] = None

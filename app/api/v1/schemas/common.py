@@ -72,7 +72,13 @@ def _reject_unstorable(value: str) -> str:
     return value
 
 
-SafeStr = Annotated[str, AfterValidator(_reject_unstorable)]
+SafeStr = Annotated[
+    str,
+    AfterValidator(_reject_unstorable),
+    # Tell clients (and fuzzers) in the schema what the validator refuses; surrogates have no
+    # portable JSON Schema spelling, so the description carries that part.
+    Field(json_schema_extra={"pattern": "^[^\\u0000]*$"}),
+]
 """Text that every backend stores and returns exactly as sent."""
 
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")]
@@ -84,3 +90,12 @@ def error_responses(described: dict[int, str]) -> dict[int | str, dict[str, Any]
     return {
         status: {"model": ErrorResponse, "description": text} for status, text in described.items()
     }
+
+
+def created_links(parameter: str, *operations: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI links from a 201 answer to the operations that take the new resource's id."""
+    links = {
+        operation: {"operationId": operation, "parameters": {parameter: "$response.body#/id"}}
+        for operation in operations
+    }
+    return {201: {"links": links}}

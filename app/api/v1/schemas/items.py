@@ -3,6 +3,7 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from app.api.v1.schemas.common import PatchModel, SafeStr, StrictModel
 
@@ -20,7 +21,7 @@ class ItemUpdate(PatchModel):
 
     not_nullable = ("title",)
 
-    title: Title | None = None
+    title: Title | SkipJsonSchema[None] = None
     description: Description | None = None
 
 

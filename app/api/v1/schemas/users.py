@@ -3,6 +3,7 @@ from datetime import datetime
 from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from app.api.v1.schemas.common import PatchModel, SafeStr, StrictModel
 
@@ -10,7 +11,14 @@ PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
 
 # Stored lower-cased: the unique constraint on `users.email` is then case-insensitive.
-Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(str.lower)]
+Email = Annotated[
+    EmailStr,
+    Field(
+        max_length=320,
+        description="A deliverable address: special-use domains (.test, .localhost, …) are refused",
+    ),
+    AfterValidator(str.lower),
+]
 Password = Annotated[SafeStr, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
 FullName = Annotated[SafeStr, Field(min_length=1, max_length=255)]
 
@@ -31,7 +39,7 @@ class UserCreate(UserRegister):
 class UserUpdateMe(PatchModel):
     not_nullable: ClassVar[tuple[str, ...]] = ("email",)
 
-    email: Email | None = None
+    email: Email | SkipJsonSchema[None] = None
     full_name: FullName | None = None
 
 
@@ -40,9 +48,9 @@ class UserUpdate(UserUpdateMe):
 
     not_nullable = ("email", "password", "is_active", "is_superuser")
 
-    password: Password | None = None
-    is_active: bool | None = None
-    is_superuser: bool | None = None
+    password: Password | SkipJsonSchema[None] = None
+    is_active: bool | SkipJsonSchema[None] = None
+    is_superuser: bool | SkipJsonSchema[None] = None
 
 
 class PasswordChange(StrictModel):
