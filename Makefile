@@ -23,7 +23,7 @@ run: install ## Migrate the database, then serve on http://127.0.0.1:8000
 	$(BIN)/python -m app serve --host 127.0.0.1 --port 8000
 
 test: install ## The whole test suite (PostgreSQL/Redis legs when TEST_DATABASE_URL/TEST_REDIS_URL are set)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --cov
 
 lint: install ## ruff, formatting, mypy --strict and the import-layer contracts
 	$(BIN)/ruff check .
