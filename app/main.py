@@ -7,10 +7,11 @@ import structlog
 from fastapi import FastAPI
 
 from app.api import health
+from app.api import metrics as metrics_api
 from app.api.v1.router import api_router
 from app.api.v1.schemas.common import ErrorResponse
 from app.config import Settings, get_settings
-from app.core import database
+from app.core import database, metrics
 from app.core.exceptions import register_exception_handlers
 from app.core.logging import configure_logging
 
@@ -50,11 +51,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = database.create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = database.create_sessionmaker(engine)
+        metrics.instrument_pool(engine)
         try:
             yield
         finally:
             app.state.draining = True
             await engine.dispose()
+            metrics.release_pool(engine)
 
     docs = settings.DOCS_ENABLED
     app = FastAPI(
@@ -72,7 +75,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.draining = False
     register_exception_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics_api.router)
     app.include_router(api_router, prefix=settings.API_V1_PREFIX)
+    # Keep it the last middleware added (the outermost): it then counts every answer, 429s too.
+    app.add_middleware(metrics.MetricsMiddleware)
     return app
 
 
