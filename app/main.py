@@ -49,9 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(settings)
         _announce_embedded_defaults(settings)
         engine = database.create_engine(settings)
+        metrics.instrument_pool(engine)  # before any checkout, so checkouts and checkins pair up
         app.state.engine = engine
         app.state.sessionmaker = database.create_sessionmaker(engine)
-        metrics.instrument_pool(engine)
         try:
             yield
         finally:
