@@ -56,8 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             app.state.draining = True
-            await engine.dispose()
             metrics.release_pool(engine)
+            await engine.dispose()
 
     docs = settings.DOCS_ENABLED
     app = FastAPI(
