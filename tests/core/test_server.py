@@ -1,11 +1,16 @@
 """The Gunicorn machinery in app/core/server.py, piece by piece (the real thing: tests/ops)."""
 
+import logging
+import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from gunicorn.config import Config as GunicornConfig
+from gunicorn.glogging import Logger
 from uvicorn.config import Config
 
 from app.core import server
@@ -92,3 +97,27 @@ def test_metrics_dir_is_created_when_unset(monkeypatch: pytest.MonkeyPatch) -> N
         assert server.os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(path)
     finally:
         path.rmdir()
+
+
+@pytest.fixture
+def _restore_uvicorn_loggers() -> Iterator[None]:
+    """Gunicorn's Logger and UvicornWorker rewire global loggers: put them back afterwards."""
+    names = ("uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access")
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [(logger.handlers[:], logger.propagate, logger.level) for logger in loggers]
+    yield
+    for logger, (handlers, propagate, level) in zip(loggers, saved, strict=True):
+        logger.handlers[:], logger.propagate, logger.level = handlers, propagate, level
+
+
+@pytest.mark.usefixtures("_restore_uvicorn_loggers")
+def test_uvicorn_stops_waiting_before_gunicorn_kills_the_worker() -> None:
+    cfg = GunicornConfig()
+    cfg.set("graceful_timeout", 30)
+    worker = KeelWorker(0, os.getpid(), [], None, 30, cfg, Logger(cfg))
+    try:
+        # Stuck requests are cancelled at 28 s, so the lifespan shutdown still runs before 30 s.
+        assert worker.config.timeout_graceful_shutdown == 30 - server.SHUTDOWN_MARGIN_SECONDS
+        assert worker.config.server_header is False
+    finally:
+        worker.tmp.close()
