@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,15 +81,28 @@ def running_gunicorn(tmp_path: Path, app: str = "app.main:app", **extra: str) ->
     argv[-1] = app
     log = tmp_path / "gunicorn.log"
     with log.open("wb") as output:
-        process = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=output, stderr=output)
+        # Its own process group: teardown can then reach workers a dead master left behind.
+        process = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=env, stdout=output, stderr=output, start_new_session=True
+        )
     server = Gunicorn(process, f"http://127.0.0.1:{port}", env, log, tmp_path / "metrics")
     try:
         _wait_ready(server)
         yield server
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop gracefully; then make sure no worker outlives the test (Uvicorn workers don't
+    notice their master's death on their own)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=START_LIMIT_SECONDS)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _wait_ready(server: Gunicorn) -> None:
