@@ -7,10 +7,11 @@ import structlog
 from fastapi import FastAPI
 
 from app.api import health
+from app.api import metrics as metrics_api
 from app.api.v1.router import api_router
 from app.api.v1.schemas.common import ErrorResponse
 from app.config import Settings, get_settings
-from app.core import database
+from app.core import database, metrics
 from app.core.exceptions import register_exception_handlers
 from app.core.logging import configure_logging
 from app.services import user_service
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(settings)
         _announce_embedded_defaults(settings)
         engine = database.create_engine(settings)
+        metrics.instrument_pool(engine)  # before any checkout, so checkouts and checkins pair up
         app.state.engine = engine
         app.state.sessionmaker = database.create_sessionmaker(engine)
         if settings.FIRST_SUPERUSER_EMAIL and settings.FIRST_SUPERUSER_PASSWORD:
@@ -62,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             app.state.draining = True
+            metrics.release_pool(engine)
             await engine.dispose()
 
     docs = settings.DOCS_ENABLED
@@ -82,7 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.draining = False
     register_exception_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics_api.router)
     app.include_router(api_router, prefix=settings.API_V1_PREFIX)
+    # Keep it the last middleware added (the outermost): it then counts every answer, 429s too.
+    app.add_middleware(metrics.MetricsMiddleware)
     return app
 
 

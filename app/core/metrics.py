@@ -1,0 +1,127 @@
+"""Prometheus metrics, correct under several Gunicorn workers (prometheus-client multiprocess mode).
+
+With `PROMETHEUS_MULTIPROC_DIR` set (gunicorn.conf.py sets it before the workers start), every
+process writes its samples to files there and a scrape merges them; without it, the process's
+default registry is served.
+"""
+
+import os
+import time
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+UNMATCHED_ROUTE = "<unmatched>"  # one label for every unknown path: raw paths explode cardinality
+OTHER_METHOD = "OTHER"  # clients may send any token as a method; labels stay bounded
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+# Buckets for an API whose requests mostly take milliseconds, with a tail up to the deadline.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+REQUESTS = Counter("http_requests_total", "HTTP requests answered.", ["method", "route", "status"])
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time from the request's arrival to the end of its response.",
+    ["method", "route", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_PROGRESS = Gauge(
+    "http_requests_in_progress",
+    "HTTP requests being handled right now.",
+    ["method"],
+    multiprocess_mode="livesum",
+)
+RATE_LIMITED = Counter(
+    "rate_limited_requests_total", "Requests refused with 429, by limit.", ["scope"]
+)
+DB_POOL_IN_USE = Gauge(
+    "db_pool_connections_in_use",
+    "Database connections checked out of the pool.",
+    multiprocess_mode="livesum",
+)
+DB_POOL_SIZE = Gauge(
+    "db_pool_size",
+    "Connections each pool keeps (before overflow), summed over the workers.",
+    multiprocess_mode="livesum",
+)
+
+
+def record_rate_limited(scope_name: str) -> None:
+    """Count one 429; the rate limiter calls it with its limit's name (`default`, `auth`...)."""
+    RATE_LIMITED.labels(scope=scope_name).inc()
+
+
+def instrument_pool(engine: AsyncEngine) -> None:
+    """Track the engine's pool: checkouts and checkins always come in pairs, per process."""
+    pool = engine.sync_engine.pool
+    size = getattr(pool, "size", None)
+    if callable(size):
+        DB_POOL_SIZE.inc(size())
+    event.listen(pool, "checkout", lambda *_: DB_POOL_IN_USE.inc())
+    event.listen(pool, "checkin", lambda *_: DB_POOL_IN_USE.dec())
+
+
+def release_pool(engine: AsyncEngine) -> None:
+    """Undo `instrument_pool`'s size once the engine is disposed."""
+    size = getattr(engine.sync_engine.pool, "size", None)
+    if callable(size):
+        DB_POOL_SIZE.dec(size())
+
+
+def render() -> tuple[bytes, str]:
+    """The text exposition of every metric, merged across workers in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # A fresh registry per scrape: MultiProcessCollector reads the files as they are now.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def _route_label(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return path if isinstance(path, str) and path else UNMATCHED_ROUTE
+
+
+class MetricsMiddleware:
+    """Pure ASGI: count requests and time them by method, route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
+        status = 500  # what the client gets if the app raises before starting a response
+        started = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        in_progress = IN_PROGRESS.labels(method=method)
+        in_progress.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            in_progress.dec()
+            labels = {"method": method, "route": _route_label(scope), "status": str(status)}
+            REQUESTS.labels(**labels).inc()
+            LATENCY.labels(**labels).observe(time.perf_counter() - started)

@@ -1,0 +1,120 @@
+"""Prometheus metrics in one process: scraped through GET /metrics after real traffic."""
+
+import httpx
+from fastapi import FastAPI, HTTPException
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.core import metrics
+from app.core.metrics import MetricsMiddleware, record_rate_limited
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a scrape, keyed by name and labels."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(
+    scrape: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return scrape.get((name, frozenset(labels.items())), 0.0)
+
+
+async def scrape(client: httpx.AsyncClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return samples(response.text)
+
+
+async def test_requests_counted_by_route_template_and_status(client: httpx.AsyncClient) -> None:
+    before = await scrape(client)
+    for _ in range(3):
+        assert (await client.get("/health/live")).status_code == 200
+    assert (await client.get("/no/such/page-42")).status_code == 404
+    after = await scrape(client)
+
+    live = {"method": "GET", "route": "/health/live", "status": "200"}
+    unmatched = {"method": "GET", "route": "<unmatched>", "status": "404"}
+    assert (
+        value(after, "http_requests_total", **live) - value(before, "http_requests_total", **live)
+        == 3
+    )
+    assert (
+        value(after, "http_requests_total", **unmatched)
+        - value(before, "http_requests_total", **unmatched)
+        == 1
+    )
+    count = "http_request_duration_seconds_count"
+    assert value(after, count, **live) - value(before, count, **live) == 3
+    # The raw path of an unknown route never becomes a label value.
+    assert "page-42" not in (await client.get("/metrics")).text
+    # Only the scrape itself is in flight while it renders.
+    assert value(after, "http_requests_in_progress", method="GET") == 1
+
+
+async def test_pool_usage_is_exposed(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/health/ready")).status_code == 200
+    scrape_ = await scrape(client)
+    assert value(scrape_, "db_pool_size") >= 1
+    # The readiness check returned its connection: none is checked out between requests.
+    assert value(scrape_, "db_pool_connections_in_use") == 0
+
+
+async def test_rate_limit_rejections_are_counted(client: httpx.AsyncClient) -> None:
+    before = value(await scrape(client), "rate_limited_requests_total", scope="auth")
+    record_rate_limited("auth")
+    record_rate_limited("auth")
+    after = value(await scrape(client), "rate_limited_requests_total", scope="auth")
+    assert after - before == 2
+
+
+async def test_metrics_route_is_outside_the_api_and_its_schema(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    openapi = (await client.get(f"{app.state.settings.API_V1_PREFIX}/openapi.json")).json()
+    assert "/metrics" not in openapi["paths"]
+    assert (await client.get(f"{app.state.settings.API_V1_PREFIX}/metrics")).status_code == 404
+
+
+def _instrumented_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/things/{thing_id}")
+    async def thing(thing_id: int) -> dict[str, int]:
+        if thing_id == 0:
+            raise HTTPException(status_code=404)
+        return {"id": thing_id}
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    app.add_middleware(MetricsMiddleware)
+    return app
+
+
+async def test_middleware_labels_templates_errors_and_odd_methods() -> None:
+    transport = httpx.ASGITransport(app=_instrumented_app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        before = samples(metrics.render()[0].decode())
+        assert (await client.get("/things/1")).status_code == 200
+        assert (await client.get("/things/2")).status_code == 200
+        assert (await client.get("/things/0")).status_code == 404
+        assert (await client.get("/boom")).status_code == 500
+        assert (await client.request("BREW", "/things/1")).status_code == 405
+        after = samples(metrics.render()[0].decode())
+
+    def delta(**labels: str) -> float:
+        return value(after, "http_requests_total", **labels) - value(
+            before, "http_requests_total", **labels
+        )
+
+    assert delta(method="GET", route="/things/{thing_id}", status="200") == 2
+    assert delta(method="GET", route="/things/{thing_id}", status="404") == 1
+    assert delta(method="GET", route="/boom", status="500") == 1
+    assert delta(method="OTHER", route="/things/{thing_id}", status="405") == 1
+    assert value(after, "http_requests_in_progress", method="GET") == 0

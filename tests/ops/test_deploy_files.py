@@ -1,0 +1,167 @@
+"""What can be checked without a Docker engine or a cluster: the files themselves."""
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from app.config import load_settings
+from tests.ops.gunicorn_process import REPO_ROOT, dockerfile_instruction
+
+K8S = REPO_ROOT / "deploy" / "k8s"
+GRACEFUL_TIMEOUT = 30  # gunicorn.conf.py
+PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+
+
+def manifests() -> dict[str, dict[str, Any]]:
+    documents = [
+        doc for path in sorted(K8S.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())
+    ]
+    return {doc["kind"]: doc for doc in documents if doc and "kind" in doc}
+
+
+@pytest.fixture(scope="module")
+def kinds() -> dict[str, dict[str, Any]]:
+    return manifests()
+
+
+def container(kinds: dict[str, dict[str, Any]], kind: str) -> dict[str, Any]:
+    spec = kinds[kind]["spec"]["template"]["spec"]
+    assert len(spec["containers"]) == 1
+    result: dict[str, Any] = spec["containers"][0]
+    return result
+
+
+def test_every_manifest_is_present(kinds: dict[str, dict[str, Any]]) -> None:
+    expected = {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ConfigMap",
+        "Secret",
+        "Job",
+        "Kustomization",
+    }
+    assert expected <= set(kinds)
+    assert kinds["HorizontalPodAutoscaler"]["apiVersion"] == "autoscaling/v2"
+    assert kinds["PodDisruptionBudget"]["apiVersion"] == "policy/v1"
+
+
+async def test_probes_point_at_real_routes(
+    kinds: dict[str, dict[str, Any]], client: httpx.AsyncClient
+) -> None:
+    app = container(kinds, "Deployment")
+    assert app["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert app["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    annotations = kinds["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    paths = [app[probe]["httpGet"]["path"] for probe in PROBES] + [
+        annotations["prometheus.io/path"]
+    ]
+    for path in paths:  # each answers 200 from create_app(), not the 404 of an unknown route
+        assert (await client.get(path)).status_code == 200, path
+    for probe in PROBES:
+        assert app[probe]["httpGet"]["port"] == app["ports"][0]["name"]
+
+
+def test_pod_outlives_prestop_sleep_plus_graceful_timeout(kinds: dict[str, dict[str, Any]]) -> None:
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    command = container(kinds, "Deployment")["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    sleep = int(command[1])
+    assert sleep > 0
+    assert pod["terminationGracePeriodSeconds"] > sleep + GRACEFUL_TIMEOUT
+    assert (
+        f"graceful_timeout = {GRACEFUL_TIMEOUT}\n" in (REPO_ROOT / "gunicorn.conf.py").read_text()
+    )
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "Job"])
+def test_pods_run_locked_down(kinds: dict[str, dict[str, Any]], kind: str) -> None:
+    pod = kinds[kind]["spec"]["template"]["spec"]
+    app = container(kinds, kind)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert app["securityContext"]["readOnlyRootFilesystem"] is True
+    assert app["securityContext"]["allowPrivilegeEscalation"] is False
+    assert app["resources"]["requests"]
+    assert app["resources"]["limits"]
+    mounts = {mount["mountPath"]: mount["name"] for mount in app["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]  # noqa: S108  # the one writable path
+    sources = {next(iter(source.values()))["name"] for source in app["envFrom"]}
+    assert sources == {kinds["ConfigMap"]["metadata"]["name"], kinds["Secret"]["metadata"]["name"]}
+
+
+def test_config_and_secret_hold_valid_settings(kinds: dict[str, dict[str, Any]]) -> None:
+    config = kinds["ConfigMap"]["data"]
+    assert config["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")  # noqa: S108
+    values = config | kinds["Secret"]["stringData"] | {"SECRET_KEY": "x" * 48}
+    settings = load_settings(_env_file=None, **values)  # refuses anything invalid for production
+    assert settings.is_production
+
+
+def test_selectors_match_the_pods(kinds: dict[str, dict[str, Any]]) -> None:
+    labels = kinds["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    for kind in ("Service", "PodDisruptionBudget"):
+        spec = kinds[kind]["spec"]
+        selector = spec["selector"].get("matchLabels", spec["selector"])
+        assert selector.items() <= labels.items()
+    assert (
+        kinds["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"]
+        == kinds["Deployment"]["metadata"]["name"]
+    )
+    assert kinds["Service"]["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_migration_job_runs_the_cli_migrate(kinds: dict[str, dict[str, Any]]) -> None:
+    job = kinds["Job"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert container(kinds, "Job")["command"] == ["python", "-m", "app", "migrate"]
+
+
+def test_kustomization_lists_files_that_exist(kinds: dict[str, dict[str, Any]]) -> None:
+    for name in kinds["Kustomization"]["resources"]:
+        assert (K8S / name).is_file()
+
+
+def test_compose_file() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"app", "postgres", "redis", "migrate"} <= set(services)
+    assert services["postgres"]["image"].startswith("postgres:15")
+    assert services["redis"]["image"].startswith("redis:7")
+    assert services["migrate"]["command"] == ["python", "-m", "app", "migrate"]
+    depends = services["app"]["depends_on"]
+    assert depends["migrate"]["condition"] == "service_completed_successfully"
+    assert depends["postgres"]["condition"] == depends["redis"]["condition"] == "service_healthy"
+    for name in ("postgres", "redis"):
+        assert services[name]["healthcheck"]["test"]
+    assert services["app"]["env_file"]
+    assert services["migrate"]["env_file"]
+    assert "pgdata" in compose["volumes"]
+    assert "pgdata:/var/lib/postgresql/data" in services["postgres"]["volumes"]
+    # Secrets are only referenced (`${...}` from .env), never written in the file.
+    for service in services.values():
+        for key, env_value in (service.get("environment") or {}).items():
+            if "PASSWORD" in key or "SECRET" in key:
+                assert str(env_value).startswith("${"), key
+
+
+def test_dockerfile_shape() -> None:
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (\S+)", text, flags=re.MULTILINE)
+    assert len(stages) >= 2
+    assert all("python:" in stage for stage in stages[:1])
+    assert "${PYTHON_VERSION}-slim" in stages[-1]
+    assert "ARG PYTHON_VERSION=3.11" in text
+    assert "uv sync --frozen --no-dev" in text
+    user = re.findall(r"^USER (\S+)", text, flags=re.MULTILINE)
+    assert user
+    assert not user[-1].startswith(("0", "root"))
+    assert dockerfile_instruction("CMD") == ["gunicorn", "-c", "gunicorn.conf.py", "app.main:app"]
+    assert "/health/live" in " ".join(dockerfile_instruction("HEALTHCHECK"))
+    ignored = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    assert "*" in ignored  # an allow-list: .env and other secrets stay out
+    assert not any(line.startswith("!.env") for line in ignored)
