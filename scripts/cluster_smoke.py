@@ -79,7 +79,7 @@ class Cluster:
             "PROMETHEUS_MULTIPROC_DIR": str(self.work / f"metrics-{name}"),
         }
         with (self.work / f"{name}.log").open("ab") as log:
-            self.processes[name] = subprocess.Popen(  # noqa: S603  # fixed argv
+            self.processes[name] = subprocess.Popen(  # fixed argv
                 [str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "app.main:app"],
                 cwd=ROOT,
                 env=env,
@@ -222,7 +222,7 @@ def main() -> int:
     }
     cluster = Cluster(work, env)
     print(f"work dir {work}; database {DATABASE_URL}; redis {REDIS_URL}")
-    subprocess.run(  # noqa: S603  # fixed argv
+    subprocess.run(  # fixed argv
         [str(ROOT / ".venv/bin/python"), "-m", "app", "migrate"], cwd=ROOT, env=env, check=True
     )
     conf = work / "nginx.conf"
@@ -231,7 +231,7 @@ def main() -> int:
         cluster.start_instance("a", PORT_A)
         cluster.start_instance("b", PORT_B)
         nginx = ["nginx", "-p", str(work), "-c", str(conf)]
-        cluster.processes["nginx"] = subprocess.Popen(nginx)  # noqa: S603  # nginx from PATH
+        cluster.processes["nginx"] = subprocess.Popen(nginx)  # nginx from PATH
         for port in (PORT_A, PORT_B, NGINX_PORT):
             wait_ready(f"http://127.0.0.1:{port}/health/ready")
         base = f"http://127.0.0.1:{NGINX_PORT}"
