@@ -67,6 +67,16 @@ def redact_secrets(_logger: WrappedLogger, _name: str, event: EventDict) -> Even
     return event
 
 
+def _add_pid(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    event["pid"] = os.getpid()  # which worker wrote it; read per line, so right after a fork
+    return event
+
+
+def _drop_color_message(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    event.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
+    return event
+
+
 def _add_logger_name(logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     record = event.get("_record")
     name = record.name if record is not None else getattr(logger, "name", "")
@@ -123,6 +133,7 @@ def configure_logging(settings: Settings) -> None:
         add_request_context,
         structlog.processors.add_log_level,
         _add_logger_name,
+        _add_pid,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]
@@ -137,7 +148,7 @@ def configure_logging(settings: Settings) -> None:
     )
 
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), _drop_color_message, *shared],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, stdlib_renderer],
     )
     handler = StderrHandler()
@@ -149,6 +160,9 @@ def configure_logging(settings: Settings) -> None:
         named = logging.getLogger(name)
         named.handlers.clear()
         named.propagate = True
+    # httpx logs every outgoing URL at INFO, query string (and any token in it) included.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
     # Keel writes its own access line (route, duration, ids); uvicorn's would be a second one.
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
