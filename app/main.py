@@ -13,13 +13,11 @@ from app.api.v1.router import api_router
 from app.api.v1.schemas.common import ErrorResponse
 from app.config import Settings, get_settings
 from app.core import database
-from app.core.cors import EnvelopeCORSMiddleware
 from app.core.exceptions import register_exception_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import EdgeMiddleware
 from app.core.rate_limit import RateLimiter
 from app.core.rate_limit_middleware import RateLimitMiddleware
-from app.core.request_guard import RequestGuardMiddleware
 
 logger = structlog.get_logger("app.main")
 
@@ -49,16 +47,9 @@ def _announce_embedded_defaults(settings: Settings) -> None:
 def edge_middleware(settings: Settings, rate_limiter: RateLimiter) -> list[Middleware]:
     """The pure-ASGI stack, outermost first."""
     return [
-        # Request id, security headers, X-Response-Time, the access line: every response.
+        # Request id, security headers, timing, body limit, deadline, the 500 envelope and the
+        # access line, with CORS just inside it: every response passes through it.
         Middleware(EdgeMiddleware, settings=settings),
-        Middleware(EnvelopeCORSMiddleware, settings=settings),
-        # Inside CORS, so its 413/503/500 carry CORS headers; outside the rate limiter, so the
-        # login form it reads is bounded and timed too.
-        Middleware(
-            RequestGuardMiddleware,
-            max_body_bytes=settings.MAX_REQUEST_BODY_BYTES,
-            timeout_seconds=settings.REQUEST_TIMEOUT_SECONDS,
-        ),
         Middleware(RateLimitMiddleware, limiter=rate_limiter, settings=settings),
     ]
 

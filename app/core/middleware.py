@@ -1,24 +1,31 @@
-"""The outermost layer: request id, security headers, timing and the access log, in one pass.
+"""The outermost layer: request id, security headers, timing, limits, errors and the access log.
 
-Pure ASGI: one `send` wrapper per request does what four separate layers would, and contextvars
+Pure ASGI: one `send` wrapper per request does what five separate layers would, and contextvars
 set here are seen by the endpoint and every log line of the request.
 """
 
+import asyncio
 import re
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from time import perf_counter
 from typing import Final
 
 import structlog
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
+from app.core.body_limit import PayloadTooLargeError, bounded_receive, declared_length_error
 from app.core.context import request_id_var, user_id_var
+from app.core.cors import EnvelopeCORSMiddleware
+from app.core.deadline import Deadline
 from app.core.exceptions import error_response
+from app.core.logging import access_log
 from app.core.net import Network, client_ip
 
-logger = structlog.get_logger("app.access")
+logger = structlog.get_logger("app.edge")
 error_logger = structlog.get_logger("app.errors")
 
 Header = tuple[bytes, bytes]
@@ -38,6 +45,7 @@ PERMISSIONS_POLICY: Final = (
     "microphone=(), payment=(), usb=()"
 )
 NO_STORE: Final = (b"cache-control", b"no-store")
+DEADLINE_EXCEEDED: Final = (503, "The request took too long and was cancelled")
 
 
 def security_headers(csp: str, hsts_seconds: int) -> list[Header]:
@@ -48,13 +56,34 @@ def security_headers(csp: str, hsts_seconds: int) -> list[Header]:
         "referrer-policy": "no-referrer",
         "content-security-policy": csp,
         "cross-origin-opener-policy": "same-origin",
-        "cross-origin-resource-policy": "same-origin",
         "permissions-policy": PERMISSIONS_POLICY,
         "x-xss-protection": "0",  # OWASP: the old XSS auditor's `1; mode=block` can cause XSS
     }
     if hsts_seconds > 0:
         headers["strict-transport-security"] = f"max-age={hsts_seconds}; includeSubDomains"
     return [(name.encode(), value.encode()) for name, value in headers.items()]
+
+
+def _classify(exc: Exception) -> tuple[int, str]:
+    """The status and message an exception that escaped the app is answered with (and log it)."""
+    if isinstance(exc, PayloadTooLargeError):
+        return 413, exc.detail
+    error_logger.error("unhandled_exception", exc_info=exc)
+    return 500, "Internal server error"
+
+
+def _scan(headers: Sequence[Header]) -> tuple[bytes | None, bytes | None, bool]:
+    """(X-Request-ID, Content-Length, carries credentials) from the request headers, one pass."""
+    request_id = content_length = None
+    credentials = False
+    for name, value in headers:
+        if name == b"x-request-id":
+            request_id = value
+        elif name == b"content-length":
+            content_length = value
+        elif name in (b"authorization", b"cookie"):
+            credentials = True
+    return request_id, content_length, credentials
 
 
 def _request_id(candidate: bytes | None) -> str:
@@ -64,72 +93,108 @@ def _request_id(candidate: bytes | None) -> str:
     return str(uuid.uuid4())
 
 
-class EdgeMiddleware:
-    """Request id, security headers, `X-Response-Time`, one access line, and a last-resort 500.
+class _Response:
+    """One request's answer on its way out: adds the edge headers, remembers the status."""
 
-    It wraps everything else, so every response (CORS refusals, 413, 429, 503, 500) gets the
-    headers. Unhandled errors are normally turned into the 500 envelope by the request guard
-    further in; anything that still escapes gets one here rather than reaching Starlette's
-    ServerErrorMiddleware, which sits outside all user middleware.
+    __slots__ = ("_send", "extra", "no_store", "request_id_header", "start", "status")
+
+    def __init__(self, send: Send, extra: list[Header], request_id: str, no_store: bool) -> None:
+        self.start = perf_counter()
+        self.status = 0  # until the response starts
+        self._send = send
+        self.extra = extra
+        self.request_id_header = (b"x-request-id", request_id.encode())
+        self.no_store = no_store
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            elapsed = f"{(perf_counter() - self.start) * 1000:.2f}ms".encode()
+            headers = [h for h in message.get("headers", ()) if h[0] != b"server"]
+            present = {name for name, _ in headers}
+            # A header the endpoint chose itself (a stricter CSP, a Cache-Control) wins.
+            headers += [h for h in self.extra if h[0] not in present]
+            if self.no_store and b"cache-control" not in present:
+                headers.append(NO_STORE)
+            headers.append(self.request_id_header)
+            headers.append((b"x-response-time", elapsed))
+            message["headers"] = headers
+        await self._send(message)
+
+
+class EdgeMiddleware:
+    """Everything a request passes through first, folded into one layer (one `send` wrapper).
+
+    - request id: the caller's `X-Request-ID` when safe, a UUID otherwise; in a contextvar for
+      the error envelope and every log line;
+    - security headers, `X-Response-Time`, `Cache-Control: no-store` on API answers;
+    - body limit (413, declared or counted) and the request deadline (503, work cancelled);
+    - the 500 envelope for unhandled errors: Starlette's ServerErrorMiddleware sits outside all
+      user middleware, so its 500 would miss every header above;
+    - one access line per request.
+
+    CORS runs just inside (built here, so the errors rendered here get its headers too).
     """
 
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
-        self.app = app
+        self.cors = EnvelopeCORSMiddleware(app, settings=settings)
+        self.app: ASGIApp = self.cors
         self.api_headers = security_headers(API_CSP, settings.HSTS_SECONDS)
         self.docs_headers = security_headers(DOCS_CSP, settings.HSTS_SECONDS)
         self.docs_paths = ("/docs", "/redoc")
         self.private_prefix = settings.API_V1_PREFIX + "/"
         self.trusted_proxies: Sequence[Network] = settings.TRUSTED_PROXIES
+        self.max_body_bytes = settings.MAX_REQUEST_BODY_BYTES
+        self.timeout_seconds = settings.REQUEST_TIMEOUT_SECONDS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = perf_counter()
-        incoming_id = None
-        authenticated = False
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                incoming_id = value
-            elif name in (b"authorization", b"cookie"):
-                authenticated = True
+        incoming_id, content_length, credentials = _scan(scope["headers"])
         request_id = _request_id(incoming_id)
         path: str = scope["path"]
-        extra = self._headers_for(path)
-        request_id_header = (b"x-request-id", request_id.encode())
         # API answers are per caller: never let a browser or proxy cache them.
-        no_store = authenticated or path.startswith(self.private_prefix)
-        status = 0
-
-        async def send_with_headers(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                elapsed = f"{(perf_counter() - start) * 1000:.2f}ms".encode()
-                headers = [h for h in message.get("headers", ()) if h[0] != b"server"]
-                present = {name for name, _ in headers}
-                # A header the endpoint chose itself (a stricter CSP, a Cache-Control) wins.
-                headers += [h for h in extra if h[0] not in present]
-                if no_store and b"cache-control" not in present:
-                    headers.append(NO_STORE)
-                headers.append(request_id_header)
-                headers.append((b"x-response-time", elapsed))
-                message["headers"] = headers
-            await send(message)
-
+        no_store = credentials or path.startswith(self.private_prefix)
+        response = _Response(send, self._headers_for(path), request_id, no_store)
         request_token = request_id_var.set(request_id)
         user_token = user_id_var.set(None)
+        deadline: Deadline | None = None
         try:
-            await self.app(scope, receive, send_with_headers)
+            refused = declared_length_error(content_length, self.max_body_bytes)
+            if refused is not None:  # answered before a byte of the body is read
+                await self._error(scope, receive, response.send, *refused)
+                return
+            deadline = Deadline(self.timeout_seconds)
+            try:
+                bounded = bounded_receive(receive, self.max_body_bytes)
+                await self.app(scope, bounded, response.send)
+            finally:
+                deadline.cancel()
+        except asyncio.CancelledError:
+            if deadline is None or not deadline.caused_cancellation():
+                raise  # the server's cancellation (client gone, shutdown), not ours
+            logger.warning("request_deadline_exceeded", timeout_seconds=self.timeout_seconds)
+            if response.status:  # the response has begun: only the server can end it now
+                raise TimeoutError("request deadline exceeded") from None
+            await self._error(scope, receive, response.send, *DEADLINE_EXCEEDED)
         except Exception as exc:
-            if status:  # the response has begun (and the guard logged it): the server ends it
+            answer = _classify(exc)
+            if response.status:
                 raise
-            error_logger.error("unhandled_exception", exc_info=exc)
-            await error_response(500, "Internal server error")(scope, receive, send_with_headers)
+            await self._error(scope, receive, response.send, *answer)
         finally:
-            self._log(scope, status, start)
+            self._log(scope, response)
             user_id_var.reset(user_token)
             request_id_var.reset(request_token)
+
+    async def _error(
+        self, scope: Scope, receive: Receive, send: Send, status: int, message: str
+    ) -> None:
+        """Answer with the envelope, with CORS headers when the request came from a browser."""
+        if any(name == b"origin" for name, _ in scope["headers"]):
+            send = partial(self.cors.send, send=send, request_headers=Headers(scope=scope))
+        await error_response(status, message)(scope, receive, send)
 
     def _headers_for(self, path: str) -> list[Header]:
         if path.startswith(self.docs_paths) and (
@@ -138,14 +203,17 @@ class EdgeMiddleware:
             return self.docs_headers
         return self.api_headers
 
-    def _log(self, scope: Scope, status: int, start: float) -> None:
-        route = scope.get("route")
-        logger.info(
-            "request",
-            method=scope["method"],
-            route=getattr(route, "path", None),
-            path=scope["path"][:_MAX_LOGGED_PATH],
-            status=status or None,
-            duration_ms=round((perf_counter() - start) * 1000, 2),
-            client_ip=client_ip(scope, self.trusted_proxies),
+    def _log(self, scope: Scope, response: "_Response") -> None:
+        route = getattr(scope.get("route"), "path", None)
+        access_log.write(
+            {
+                "method": scope["method"],
+                # The template, never the concrete path (which may carry ids or tokens); the
+                # path only when no route matched, for finding what clients get wrong.
+                "route": route,
+                "path": None if route else scope["path"][:_MAX_LOGGED_PATH],
+                "status": response.status or None,
+                "duration_ms": round((perf_counter() - response.start) * 1000, 2),
+                "client_ip": client_ip(scope, self.trusted_proxies),
+            }
         )
