@@ -24,6 +24,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET = 0.75
+# Server and load generator on separate cores when possible: steadier figures on a small box.
+_PIN = shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+PIN_SERVER = ["taskset", "-c", "0"] if _PIN else []
+PIN_LOAD = ["taskset", "-c", "1"] if _PIN else []
 
 
 def bare_app() -> object:
@@ -38,7 +42,8 @@ def bare_app() -> object:
 
 def serve(port: int, bare: bool, workdir: str) -> subprocess.Popen[bytes]:
     target = "scripts.bench_middleware:bare_app" if bare else "app.main:app"
-    command = [sys.executable, "-m", "uvicorn", target, "--port", str(port), "--no-access-log"]
+    command = [*PIN_SERVER, sys.executable, "-m", "uvicorn", target, "--port", str(port)]
+    command.append("--no-access-log")
     command += ["--no-server-header", "--log-level", "warning"]
     if bare:
         command.append("--factory")
@@ -65,7 +70,7 @@ def serve(port: int, bare: bool, workdir: str) -> subprocess.Popen[bytes]:
 
 def wrk(port: int, seconds: int) -> float:
     output = subprocess.run(
-        ["wrk", "-t1", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/health/live"],
+        [*PIN_LOAD, "wrk", "-t1", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/health/live"],
         capture_output=True,
         text=True,
         check=True,

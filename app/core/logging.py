@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import IO, Any, Final
@@ -39,8 +40,14 @@ class StderrLogger:
 
     def msg(self, message: str | bytes) -> None:
         data = message if isinstance(message, bytes) else message.encode("utf-8", "replace")
+        self.write_line(data + b"\n")
+
+    @staticmethod
+    def write_line(line: bytes) -> None:
         with _stderr_lock:
-            os.write(2, data + b"\n")
+            view = memoryview(line)
+            while view:  # a write may be partial (a long traceback into a pipe)
+                view = view[os.write(2, view) :]
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
@@ -141,6 +148,8 @@ class AccessLog:
         self.enabled = True
         self.json = False
         self._logger = structlog.get_logger("app.access")
+        self._second = -1
+        self._prefix = ""
 
     def configure(self, settings: Settings) -> None:
         self.enabled = logging.getLevelNamesMapping()[settings.LOG_LEVEL] <= logging.INFO
@@ -157,8 +166,17 @@ class AccessLog:
         fields["level"] = "info"
         fields["logger"] = "app.access"
         fields["pid"] = os.getpid()
-        fields["timestamp"] = datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
-        StderrLogger().msg(orjson.dumps(fields, default=str))
+        fields["timestamp"] = self._timestamp()
+        StderrLogger.write_line(orjson.dumps(fields, default=str, option=orjson.OPT_APPEND_NEWLINE))
+
+    def _timestamp(self) -> str:
+        """UTC ISO-8601 like structlog's TimeStamper, the date part formatted once a second."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
 
 
 access_log = AccessLog()

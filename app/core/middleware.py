@@ -5,8 +5,8 @@ set here are seen by the endpoint and every log line of the request.
 """
 
 import asyncio
+import os
 import re
-import uuid
 from collections.abc import Sequence
 from functools import partial
 from time import perf_counter
@@ -64,6 +64,12 @@ def security_headers(csp: str, hsts_seconds: int) -> list[Header]:
     return [(name.encode(), value.encode()) for name, value in headers.items()]
 
 
+# Names the edge sets; an answer already carrying one of them takes the slower, careful path.
+_MANAGED: Final = frozenset(
+    [name for name, _ in security_headers("", 1)] + [b"server", b"cache-control"]
+)
+
+
 def _classify(exc: Exception) -> tuple[int, str]:
     """The status and message an exception that escaped the app is answered with (and log it)."""
     if isinstance(exc, PayloadTooLargeError):
@@ -86,11 +92,17 @@ def _scan(headers: Sequence[Header]) -> tuple[bytes | None, bytes | None, bool]:
     return request_id, content_length, credentials
 
 
+def new_request_id() -> str:
+    """A random (version 4) UUID; formatted here at twice the speed of `str(uuid.uuid4())`."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
 def _request_id(candidate: bytes | None) -> str:
     """The caller's X-Request-ID when it is safe to echo and log, a fresh UUID otherwise."""
     if candidate is not None and _VALID_REQUEST_ID.fullmatch(candidate):
         return candidate.decode("ascii")
-    return str(uuid.uuid4())
+    return new_request_id()
 
 
 class _Response:
@@ -110,12 +122,17 @@ class _Response:
         if message["type"] == "http.response.start":
             self.status = message["status"]
             elapsed = f"{(perf_counter() - self.start) * 1000:.2f}ms".encode()
-            headers = [h for h in message.get("headers", ()) if h[0] != b"server"]
+            headers = list(message.get("headers", ()))
             present = {name for name, _ in headers}
-            # A header the endpoint chose itself (a stricter CSP, a Cache-Control) wins.
-            headers += [h for h in self.extra if h[0] not in present]
-            if self.no_store and b"cache-control" not in present:
-                headers.append(NO_STORE)
+            if present.isdisjoint(_MANAGED):  # the usual case: nothing to reconcile
+                headers += self.extra
+                if self.no_store:
+                    headers.append(NO_STORE)
+            else:  # a header the endpoint chose itself (a stricter CSP, a Cache-Control) wins
+                headers = [h for h in headers if h[0] != b"server"]
+                headers += [h for h in self.extra if h[0] not in present]
+                if self.no_store and b"cache-control" not in present:
+                    headers.append(NO_STORE)
             headers.append(self.request_id_header)
             headers.append((b"x-response-time", elapsed))
             message["headers"] = headers
