@@ -10,12 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.core.context import user_id_var
 from app.core.exceptions import ForbiddenError, UnauthorizedError
+from app.core.security import VERIFIED_CLAIMS
 from app.models import User
 from app.services import auth_service
 from app.services.auth_service import Authenticated
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-def get_settings_dep(request: Request) -> Settings:
+
+async def get_settings_dep(request: Request) -> Settings:
+    """Async on purpose: FastAPI runs a plain `def` dependency in a worker thread."""
     settings: Settings = request.app.state.settings
     return settings
 
@@ -26,7 +30,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     Used with `scope="function"`: FastAPI then finishes this generator when the endpoint returns,
     before the response goes out, so a failed commit becomes an error response, never a 2xx.
     """
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    # Safe methods never write (HTTP semantics, and Keel's own rule): no transaction needed.
+    state = request.app.state
+    read_only = request.method in SAFE_METHODS
+    sessionmaker: async_sessionmaker[AsyncSession] = (
+        state.read_sessionmaker if read_only else state.sessionmaker
+    )
     async with sessionmaker() as session:
         try:
             yield session
@@ -53,7 +62,8 @@ async def get_authenticated(
     """The caller's user and session, from a bearer access token; 401 otherwise."""
     if not token:
         raise UnauthorizedError("Not authenticated")
-    auth = await auth_service.authenticate(session, settings, token)
+    verified = getattr(request.state, VERIFIED_CLAIMS, None)  # left by the rate limiter
+    auth = await auth_service.authenticate(session, settings, token, verified=verified)
     user_id = str(auth.user.id)
     user_id_var.set(user_id)
     request.state.user_id = user_id  # for the access log, which runs outside this context

@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.instrument_pool(engine)  # before any checkout, so checkouts and checkins pair up
         app.state.engine = engine
         app.state.sessionmaker = database.create_sessionmaker(engine)
+        app.state.read_sessionmaker = database.create_sessionmaker(engine, read_only=True)
         if settings.FIRST_SUPERUSER_EMAIL and settings.FIRST_SUPERUSER_PASSWORD:
             await user_service.ensure_superuser(
                 app.state.sessionmaker,
