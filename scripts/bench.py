@@ -83,6 +83,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keel-redis-db", type=int, default=5)
     parser.add_argument("--ceiling-redis-db", type=int, default=6)
     parser.add_argument("--no-ceiling", action="store_true", help="measure Keel alone")
+    parser.add_argument(
+        "--gunicorn-args",
+        default="",
+        help="GUNICORN_CMD_ARGS for Keel, to try a setting (e.g. '--max-requests 0'); "
+        "default: gunicorn.conf.py as production runs it",
+    )
     parser.add_argument("--docs-dir", type=Path, default=ROOT / "docs")
     parser.add_argument("--no-docs", action="store_true", help="print only; write no files")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
@@ -143,7 +149,8 @@ class Runs:
 def describe(result: WrkResult) -> str:
     return (
         f"{result.rps:>9,.0f} req/s  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
-        f"  errors {result.errors}"
+        f"  errors {result.errors} (socket {result.socket_errors}, status>=400 "
+        f"{result.status_errors})"
     )
 
 
@@ -242,19 +249,19 @@ def check_status(server: Server, load: Load, expected: int) -> None:
 def interleaved(
     args: argparse.Namespace,
     clock: Clock,
-    targets: Sequence[Subject],
+    subjects: Sequence[Subject],
     runs: Runs,
-    after_run: Callable[[], object],
+    watch: Callable[[], str],
 ) -> None:
     """list and live, each round Keel then ceiling (the order flips every round)."""
     for n in range(1, args.rounds + 1):
-        order = targets if n % 2 else list(reversed(targets))
+        order = subjects if n % 2 else list(reversed(subjects))
         for route in ("list", "live"):
-            for target in order:
-                result = run_wrk(target.load(route, args), target.server.base_url)
-                after_run()
-                runs.add(route, target.name, result)
-                clock.say(f"round {n} {route:<6} {target.name:<8} {describe(result)}")
+            for subject in order:
+                result = run_wrk(subject.load(route, args), subject.server.base_url)
+                recycled = watch() if subject.name == "keel" else ""
+                runs.add(route, subject.name, result)
+                clock.say(f"round {n} {route:<6} {subject.name:<8} {describe(result)}{recycled}")
 
 
 def keel_only_loads(args: argparse.Namespace, writer_token: str) -> dict[str, Load]:
@@ -301,7 +308,11 @@ def memory_rounds(
     # max_requests (10,000 + jitter) would replace the workers mid-test, and a leak check needs
     # the same processes in rounds 2 and 3: the only setting changed from production.
     server, cold = keel.start_keel(
-        groups, config, port, name="keel-memory", extra_gunicorn_args="--max-requests 0"
+        groups,
+        config,
+        port,
+        name="keel-memory",
+        extra_gunicorn_args=f"{args.gunicorn_args} --max-requests 0".strip(),
     )
     clock.say(f"keel (memory instance, --max-requests 0) ready in {cold:.2f} s")
     token = keel.login(server.base_url, 0)
@@ -342,7 +353,9 @@ def start_stack(
 ) -> Stack:
     items = keel.prepare_database(config)
     clock.say(f"keel database {config.database}: migrated, {keel.USERS} users, {items} items")
-    server, cold_start = keel.start_keel(groups, config, free_port())
+    server, cold_start = keel.start_keel(
+        groups, config, free_port(), extra_gunicorn_args=args.gunicorn_args
+    )
     clock.say(f"keel (gunicorn, 2 workers) on {server.base_url}: ready in {cold_start:.2f} s")
     subjects = [Subject("keel", server, keel.login(server.base_url, 0))]
     ceiling_server = None
@@ -367,8 +380,12 @@ class WorkerWatch:
         self.master = master
         self.seen: set[int] = set(child_pids(master))
 
-    def __call__(self) -> None:
+    def __call__(self) -> str:
+        """Notes the current workers; returns how many are new since the last call, as text."""
+        before = len(self.seen)
         self.seen.update(child_pids(self.master))
+        new = len(self.seen) - before
+        return f"  [{new} worker(s) recycled]" if new else ""
 
     @property
     def recycled(self) -> int:
@@ -401,9 +418,9 @@ def measure_throughput(
     for n in range(1, args.rounds + 1):
         for name, load in stack.keel_only.items():
             result = run_wrk(load, keel_server.base_url)
-            watch()
+            recycled = watch()
             runs.add(name, "keel", result)
-            clock.say(f"round {n} {name:<6} keel     {describe(result)}")
+            clock.say(f"round {n} {name:<6} keel     {describe(result)}{recycled}")
     if stack.ceiling_server is not None:
         groups.stop(stack.ceiling_server)  # idle from here on; it holds database connections
 
@@ -411,11 +428,9 @@ def measure_throughput(
     assert keel_list is not None
     half = keel_list.rps / 2
     paced = run_wrk(stack.keel.load("list", args, rate=half), keel_server.base_url)
-    watch()
-    clock.say(f"paced list (asked {half:,.0f} req/s): {describe(paced)}")
+    clock.say(f"paced list (asked {half:,.0f} req/s): {describe(paced)}{watch()}")
     storm_live, storm_login = storm(keel_server, args)
-    watch()
-    clock.say(f"storm: live  {describe(storm_live)}")
+    clock.say(f"storm: live  {describe(storm_live)}{watch()}")
     clock.say(f"storm: login {describe(storm_login)}")
     groups.stop(keel_server)
     return Measured(runs, paced, half, storm_live, storm_login, watch.recycled)
@@ -444,6 +459,11 @@ def build_report(
             f"wrk -t{args.threads} -c{args.connections}, {args.rounds} round(s) x "
             f"{args.duration:g} s per route and server, {args.warmup:g} s warm-up, memory "
             f"rounds 3 x {args.memory_duration:g} s"
+            + (
+                f"; Keel with GUNICORN_CMD_ARGS={args.gunicorn_args!r}"
+                if args.gunicorn_args
+                else ""
+            )
         ),
         machine={**machine, "load average at end": loadavg()},
         rows=rows,
