@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -156,6 +157,24 @@ def app(app_client: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
 @pytest.fixture
 def client(app_client: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
     return app_client[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """TEST_REDIS_URL, checked reachable: skipped when unset, failed when unset and
+    REQUIRE_SERVICES=1 or when set but unreachable."""
+    if not TEST_REDIS_URL:
+        if REQUIRE_SERVICES:
+            pytest.fail("REQUIRE_SERVICES=1 but TEST_REDIS_URL is not set")
+        pytest.skip("TEST_REDIS_URL is not set")
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"TEST_REDIS_URL is set but Redis is unreachable: {exc}")
+    finally:
+        client.close()
+    return TEST_REDIS_URL
 
 
 @pytest.fixture(scope="session")
