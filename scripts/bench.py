@@ -39,7 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import ceiling as ceiling_app
 from benchlib import keel, report
-from benchlib.processes import ProcessGroups, Server, child_pids, free_port, rss_mb
+from benchlib.processes import (
+    ProcessGroups,
+    Server,
+    child_pids,
+    free_port,
+    rss_mb,
+    wait_idle,
+)
 from benchlib.report import Report, RouteRow
 from benchlib.wrk import Load, WrkResult, WrkRun, combine, run_wrk
 
@@ -144,6 +151,12 @@ class Runs:
     def combined(self, route: str, server: str) -> WrkResult | None:
         found = self.results.get((route, server))
         return combine(found) if found else None
+
+
+def measure(server: Server, load: Load) -> WrkResult:
+    """One recorded wrk run, started once the server has finished the previous run's work."""
+    wait_idle(server.proc.pid)
+    return run_wrk(load, server.base_url)
 
 
 def describe(result: WrkResult) -> str:
@@ -258,7 +271,7 @@ def interleaved(
         order = subjects if n % 2 else list(reversed(subjects))
         for route in ("list", "live"):
             for subject in order:
-                result = run_wrk(subject.load(route, args), subject.server.base_url)
+                result = measure(subject.server, subject.load(route, args))
                 recycled = watch() if subject.name == "keel" else ""
                 runs.add(route, subject.name, result)
                 clock.say(f"round {n} {route:<6} {subject.name:<8} {describe(result)}{recycled}")
@@ -288,6 +301,7 @@ def storm(keel_server: Server, args: argparse.Namespace) -> tuple[WrkResult, Wrk
         duration_s=args.duration,
     )
     live = Load(LIVE, threads=1, connections=4, duration_s=args.duration, rate=args.storm_live_rate)
+    wait_idle(keel_server.proc.pid)
     login_run = WrkRun(login, keel_server.base_url).start()
     try:
         time.sleep(0.5)  # the storm is raging before the probe starts
@@ -319,9 +333,7 @@ def memory_rounds(
     target = Subject("keel", server, token)
     samples: list[dict[int, float]] = []
     for n in range(1, 4):
-        result = run_wrk(
-            target.load("list", args, duration_s=args.memory_duration), server.base_url
-        )
+        result = measure(server, target.load("list", args, duration_s=args.memory_duration))
         rss = {pid: rss_mb(pid) for pid in child_pids(server.proc.pid)}
         samples.append(rss)
         mb = ", ".join(f"pid {pid} {value:.1f} MB" for pid, value in sorted(rss.items()))
@@ -417,7 +429,7 @@ def measure_throughput(
     interleaved(args, clock, stack.subjects, runs, watch)
     for n in range(1, args.rounds + 1):
         for name, load in stack.keel_only.items():
-            result = run_wrk(load, keel_server.base_url)
+            result = measure(keel_server, load)
             recycled = watch()
             runs.add(name, "keel", result)
             clock.say(f"round {n} {name:<6} keel     {describe(result)}{recycled}")
@@ -427,7 +439,7 @@ def measure_throughput(
     keel_list = runs.combined("list", "keel")
     assert keel_list is not None
     half = keel_list.rps / 2
-    paced = run_wrk(stack.keel.load("list", args, rate=half), keel_server.base_url)
+    paced = measure(keel_server, stack.keel.load("list", args, rate=half))
     clock.say(f"paced list (asked {half:,.0f} req/s): {describe(paced)}{watch()}")
     storm_live, storm_login = storm(keel_server, args)
     clock.say(f"storm: live  {describe(storm_live)}{watch()}")
@@ -537,7 +549,8 @@ def details(
         "list and live alternate Keel and ceiling within each round (the order flips every "
         "round); then `POST /api/v1/items` (user 1, JSON body), `GET /api/v1/users/me` and "
         "`POST /api/v1/auth/token` (form body) on Keel alone. The list is user 0's "
-        "(100 items, page of 20, bearer token from the real login).",
+        "(100 items, page of 20, bearer token from the real login). Each recorded run starts "
+        "once the server's processes use under 10% of a core (e.g. queued logins worked off).",
         f"Gunicorn's `max_requests` (10,000 + jitter) recycled {recycled} worker(s) during "
         "the Keel runs above: that is production behaviour and part of the figures.",
         "List p99 at half of max: wrk with a Lua `delay()` that paces each thread to half of "

@@ -141,3 +141,32 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise ValueError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU time used so far by these processes (those still alive)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def wait_idle(
+    master: int, *, max_share: float = 0.10, window: float = 0.5, timeout: float = 30.0
+) -> float:
+    """Wait until a server (master + workers) uses under `max_share` of one core over `window`
+    seconds, e.g. while it works off requests queued by the previous run (logins: Argon2).
+    Returns the seconds waited; gives up quietly after `timeout`."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        pids = [master, *child_pids(master)]
+        before = cpu_seconds(pids)
+        time.sleep(window)
+        if (cpu_seconds(pids) - before) / window < max_share:
+            break
+    return time.perf_counter() - started
