@@ -298,7 +298,7 @@ def storm(keel_server: Server, args: argparse.Namespace) -> tuple[WrkResult, Wrk
         keel.login_form(3),
         threads=1,
         connections=4,
-        duration_s=args.duration,
+        duration_s=args.duration + 1,  # outlasts the probe, which starts 0.5 s later
     )
     live = Load(LIVE, threads=1, connections=4, duration_s=args.duration, rate=args.storm_live_rate)
     wait_idle(keel_server.proc.pid)
@@ -306,9 +306,10 @@ def storm(keel_server: Server, args: argparse.Namespace) -> tuple[WrkResult, Wrk
     try:
         time.sleep(0.5)  # the storm is raging before the probe starts
         live_result = run_wrk(live, keel_server.base_url)
-    finally:
-        login_result = login_run.finish()
-    return live_result, login_result
+    except BaseException:
+        login_run.kill()
+        raise
+    return live_result, login_run.finish()
 
 
 def memory_rounds(

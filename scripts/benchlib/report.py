@@ -178,7 +178,7 @@ def cold_start_target(seconds: float, max_s: float) -> Target:
 
 
 def render_markdown(report: Report, chart_name: str) -> str:
-    machine = markdown_table(("fact", "value"), sorted(report.machine.items()))
+    machine = markdown_table(("fact", "value"), list(report.machine.items()))
     results = markdown_table(TABLE_HEADER, table_rows(report.rows))
     targets = markdown_table(
         ("target", "goal", "measured", "verdict"),
@@ -233,9 +233,15 @@ def draw_chart(rows: Sequence[RouteRow], path: Path) -> None:
         (p99_ax, "p99_ms", "p99 latency under full load (ms, log scale)"),
     ):
         keel = [getattr(row.keel, metric) for row in rows]
-        ceiling = [getattr(row.ceiling, metric) if row.ceiling else 0.0 for row in rows]
+        with_ceiling = [(i, row.ceiling) for i, row in enumerate(rows) if row.ceiling]
         ax.bar([i - width / 2 for i in x], keel, width, label="Keel", color="#2b6cb0")
-        ax.bar([i + width / 2 for i in x], ceiling, width, label="ceiling", color="#a0aec0")
+        ax.bar(
+            [i + width / 2 for i, _ in with_ceiling],
+            [getattr(result, metric) for _, result in with_ceiling],
+            width,
+            label="ceiling",
+            color="#a0aec0",
+        )
         for i, value in enumerate(keel):
             ax.annotate(
                 f"{value:,.0f}" if metric == "rps" else f"{value:.1f}",

@@ -222,13 +222,16 @@ class WrkRun:
         try:
             output, _ = self._proc.communicate(timeout=self.load.duration_s + 60)
         finally:
-            if self._proc.poll() is None:  # interrupted or hung: never leave wrk behind
-                self._proc.kill()
-                self._proc.wait()
-            self._dir.cleanup()
+            self.kill()  # a no-op once wrk has exited; interrupted or hung: never leave it behind
         if self._proc.returncode != 0:
             raise RuntimeError(f"wrk exited with {self._proc.returncode}:\n{output}")
         return parse_wrk_output(output)
+
+    def kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._dir.cleanup()
 
 
 def run_wrk(load: Load, base_url: str) -> WrkResult:
