@@ -457,6 +457,7 @@ def build_report(
     stack: Stack,
     measured: Measured,
     memory: tuple[list[dict[int, float]], float],
+    load_at_start: float,
 ) -> Report:
     runs = measured.runs
     rows = [
@@ -492,7 +493,21 @@ def build_report(
             *report.memory_targets(rss_rounds, RSS_MAX_MB, RSS_MAX_GROWTH),
             report.cold_start_target(stack.cold_start, COLD_START_MAX_S),
         ],
-        details=details(args, measured.recycled, memory_cold, with_ceiling),
+        details=[
+            *([note] if (note := busy_note(load_at_start)) else []),
+            *details(args, measured.recycled, memory_cold, with_ceiling),
+        ],
+    )
+
+
+def busy_note(load_at_start: float) -> str | None:
+    """A warning when other work was already loading the machine (figures then mean little)."""
+    cpus = len(os.sched_getaffinity(0))
+    if load_at_start <= cpus / 2:
+        return None
+    return (
+        f"WARNING: the load average was {load_at_start:.2f} on {cpus} CPUs when this run "
+        "started: other work skewed these figures; rerun on a quiet machine."
     )
 
 
@@ -508,6 +523,9 @@ def run(args: argparse.Namespace, groups: ProcessGroups, log_dir: Path) -> int:
     )
     if (ROOT / ".env").exists():
         clock.say("note: .env exists; Keel reads from it every setting this harness leaves unset")
+    load_at_start = os.getloadavg()[0]
+    if note := busy_note(load_at_start):
+        clock.say(note)
     try:
         machine = machine_facts(args.pg, keel.flush_redis_db(config.redis_url))
     except (OSError, redis.RedisError, asyncpg.PostgresError) as exc:
@@ -518,7 +536,13 @@ def run(args: argparse.Namespace, groups: ProcessGroups, log_dir: Path) -> int:
     measured = measure_throughput(args, groups, stack, clock)
     memory = memory_rounds(groups, config, args, clock, free_port())
     result = build_report(
-        args, date=date, machine=machine, stack=stack, measured=measured, memory=memory
+        args,
+        date=date,
+        machine=machine,
+        stack=stack,
+        measured=measured,
+        memory=memory,
+        load_at_start=load_at_start,
     )
 
     print()
@@ -526,6 +550,8 @@ def run(args: argparse.Namespace, groups: ProcessGroups, log_dir: Path) -> int:
     print()
     for target in result.targets:
         print(target.line())
+    if note := busy_note(load_at_start):
+        print(note)
     if not args.no_docs:
         write_docs(result, args.docs_dir)
         clock.say(f"wrote {args.docs_dir / 'benchmarks.md'} and benchmarks.png")
