@@ -24,6 +24,7 @@ from app.core.deadline import Deadline
 from app.core.exceptions import error_response
 from app.core.logging import access_log
 from app.core.net import Network, client_ip
+from app.core.routes import route_template
 
 logger = structlog.get_logger("app.edge")
 error_logger = structlog.get_logger("app.errors")
@@ -221,7 +222,7 @@ class EdgeMiddleware:
         return self.api_headers
 
     def _log(self, scope: Scope, response: "_Response") -> None:
-        route = getattr(scope.get("route"), "path", None)
+        route = route_template(scope)
         access_log.write(
             {
                 "method": scope["method"],

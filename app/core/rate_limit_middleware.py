@@ -19,6 +19,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
+from app.core import metrics
 from app.core.context import user_id_var
 from app.core.exceptions import error_response
 from app.core.net import client_ip
@@ -142,6 +143,7 @@ class RateLimitMiddleware:
 
         if not decision.allowed:
             logger.info("rate_limited", policy=decision.policy.name, path=path)
+            metrics.record_rate_limited(decision.policy.name)
             response = error_response(
                 429, "Too many requests, retry later", None, decision.headers()
             )

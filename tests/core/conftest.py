@@ -1,5 +1,5 @@
-"""The edge's tests need no database: one SQLite URL for all of them (never migrated, never
-connected to), instead of the SQLite + PostgreSQL pair the API tests run on."""
+"""The edge's tests do not depend on the database engine: one migrated SQLite file serves them
+all, instead of the SQLite + PostgreSQL pair the API tests run on."""
 
 import random
 import socket
@@ -7,12 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import reset_schema
+
 PORT_RANGE = range(18100, 18200)  # the ports this suite's servers may use
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('edge') / 'unused.db'}"
+async def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('edge') / 'edge.db'}"
+    await reset_schema(url)
+    return url
 
 
 def free_port() -> int:

@@ -44,7 +44,7 @@ def server(redis_url: str, tmp_path: Path, repo_dir: Path) -> Iterator[tuple[str
         process = subprocess.Popen(command, cwd=repo_dir, env=env, stdout=log, stderr=log)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_live(base_url, process)
+        _wait_until_live(base_url, process, log_path)
         yield base_url, log_path
     finally:
         process.terminate()
@@ -55,17 +55,20 @@ def server(redis_url: str, tmp_path: Path, repo_dir: Path) -> Iterator[tuple[str
             process.wait(timeout=10)
 
 
-def _wait_until_live(base_url: str, process: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
+def _wait_until_live(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Until the server answers and both workers have finished starting (each logs it)."""
+    for _ in range(600):
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
+        started = log_path.read_text().count("Application startup complete")
         try:
-            if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:
-                return
+            live = httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
+            live = False
+        if live and started >= 2:
+            return
         time.sleep(0.1)
-    raise RuntimeError("server did not come up")
+    raise RuntimeError("server did not come up with two workers")
 
 
 def _fresh_connection_get(url: str) -> httpx.Response:
