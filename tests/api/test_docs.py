@@ -5,13 +5,15 @@ import re
 import httpx
 import pytest
 
-from app.core.middleware import DOCS_CSP
+from app.core.middleware import DOCS_CSP, REDOC_CSP
 
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
 
 
-@pytest.mark.parametrize("page", ["/docs", "/redoc"])
-async def test_docs_pages_load_only_local_assets(client: httpx.AsyncClient, page: str) -> None:
+@pytest.mark.parametrize(("page", "csp"), [("/docs", DOCS_CSP), ("/redoc", REDOC_CSP)])
+async def test_docs_pages_load_only_local_assets(
+    client: httpx.AsyncClient, page: str, csp: str
+) -> None:
     response = await client.get(page)
     assert response.status_code == 200
     html = response.text
@@ -19,7 +21,7 @@ async def test_docs_pages_load_only_local_assets(client: httpx.AsyncClient, page
     assert "<style" not in html
     assert "http://" not in html
     assert "https://" not in html  # no CDN, no web fonts
-    assert response.headers["content-security-policy"] == DOCS_CSP
+    assert response.headers["content-security-policy"] == csp
     assets = re.findall(r'(?:src|href)="([^"]+)"', html)
     assert assets
     for asset in assets:
@@ -39,6 +41,13 @@ async def test_swagger_is_pointed_at_the_openapi_document(client: httpx.AsyncCli
 async def test_redoc_starts_from_its_element(client: httpx.AsyncClient) -> None:
     html = (await client.get("/redoc")).text
     assert '<redoc spec-url="/api/v1/openapi.json">' in html
+
+
+async def test_redoc_finds_its_logo_where_it_looks_for_it(client: httpx.AsyncClient) -> None:
+    logo = await client.get("/redoc/logo-mini.svg")  # location.pathname + "/logo-mini.svg"
+    assert logo.status_code == 200
+    assert logo.headers["content-type"] == "image/svg+xml"
+    assert logo.content.lstrip().startswith(b"<svg")
 
 
 async def test_the_upstream_licences_are_served_with_the_assets(client: httpx.AsyncClient) -> None:

@@ -188,6 +188,11 @@ def test_redoc_renders(
     page.locator(".api-info h1").wait_for()
     assert "Keel" in page.locator(".api-info h1").inner_text()
     page.locator("[data-section-id='operation/list_items']").wait_for()
+    # The search runs in a blob: worker (REDOC_CSP's worker-src): it must find the operation.
+    page.locator("input.search-input").fill("List Items")
+    results = page.locator("[data-role='search:results']")
+    results.wait_for()
+    assert "List Items" in results.inner_text()
     page.wait_for_load_state("networkidle")
 
     screenshot = artifacts_dir / "redoc-page.png"
