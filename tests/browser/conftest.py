@@ -56,8 +56,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`uvicorn app.main:app` (one process, docs on) on a free port; yields its base URL."""
+def live_server(
+    chromium_path: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """`uvicorn app.main:app` (one process, docs on) on a free port; yields its base URL.
+
+    It asks for `chromium_path` so that, with no browser, the tests skip before a server starts.
+    """
     repo_dir = Path(__file__).resolve().parents[2]
     log_path = tmp_path_factory.mktemp("browser-server") / "server.log"
     port = free_port()
