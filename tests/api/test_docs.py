@@ -1,10 +1,13 @@
 """Swagger UI and ReDoc are served by Keel itself, with no inline script, under their own CSP."""
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 
+from app.config import Settings
 from app.core.middleware import DOCS_CSP, REDOC_CSP
 
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
@@ -54,3 +57,16 @@ async def test_the_upstream_licences_are_served_with_the_assets(client: httpx.As
     assert (await client.get("/docs/assets/swagger/LICENSE")).status_code == 200
     redoc = await client.get("/docs/assets/redoc/redoc.standalone.js.LICENSE.txt")
     assert redoc.status_code == 200
+
+
+@pytest.mark.parametrize("prefix", ["/api/v1", "/edge/api/v2"])
+async def test_the_token_url_is_the_token_routes_absolute_path(
+    make_client: Callable[[Settings], Any], make_settings: Callable[..., Settings], prefix: str
+) -> None:
+    # Swagger UI resolves a relative tokenUrl against the page, not the document: /auth/token.
+    async with make_client(make_settings(API_V1_PREFIX=prefix)) as client:
+        document = (await client.get(f"{prefix}/openapi.json")).json()
+        flows = document["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]
+        assert flows["password"]["tokenUrl"] == f"{prefix}/auth/token"
+        form = {"username": "nobody@example.com", "password": "wrong-password-123"}
+        assert (await client.post(flows["password"]["tokenUrl"], data=form)).status_code == 401
