@@ -1,9 +1,9 @@
 """Annotated dependency aliases used by the endpoints."""
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -49,8 +49,27 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-# Relative to the OpenAPI document (under API_V1_PREFIX), which is how Swagger UI resolves it.
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl="auth/token", auto_error=False)
+# Swagger UI resolves a relative tokenUrl against the OpenAPI `servers` URL (the page's origin
+# when there is none), not against the document's URL: `auth/token` was posted to /auth/token.
+# So the document carries the token route's absolute path, set per app by `document_token_url`
+# (API_V1_PREFIX is configurable); this default is the path under the default prefix.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+TOKEN_ROUTE_NAME = "login"  # noqa: S105 - the token endpoint's route name, no secret
+
+
+def document_token_url(app: FastAPI) -> None:
+    """Make the OpenAPI password flow's tokenUrl the absolute path of this app's token route."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = app.openapi_schema
+        if schema is None:
+            schema = generate()  # builds and caches app.openapi_schema, edited in place
+            scheme = schema["components"]["securitySchemes"][oauth2_scheme.scheme_name]
+            scheme["flows"]["password"]["tokenUrl"] = app.url_path_for(TOKEN_ROUTE_NAME)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point
 
 
 async def get_authenticated(

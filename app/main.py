@@ -19,6 +19,7 @@ from app.core.logging import configure_logging
 from app.core.middleware import EdgeMiddleware
 from app.core.rate_limit import RateLimiter
 from app.core.rate_limit_middleware import RateLimitMiddleware
+from app.dependencies import document_token_url
 from app.services import user_service
 
 logger = structlog.get_logger("app.main")
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_api.router)
     app.include_router(api_router, prefix=settings.API_V1_PREFIX)
+    document_token_url(app)
     # Keep it the last middleware added (the outermost): it then counts every answer, 429s too.
     app.add_middleware(metrics.MetricsMiddleware)
     return app
