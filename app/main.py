@@ -5,15 +5,20 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from app.api import health
 from app.api import metrics as metrics_api
+from app.api.docs import install_docs
 from app.api.v1.router import api_router
 from app.api.v1.schemas.common import ErrorResponse
 from app.config import Settings, get_settings
 from app.core import database, metrics
 from app.core.exceptions import register_exception_handlers
 from app.core.logging import configure_logging
+from app.core.middleware import EdgeMiddleware
+from app.core.rate_limit import RateLimiter
+from app.core.rate_limit_middleware import RateLimitMiddleware
 from app.services import user_service
 
 logger = structlog.get_logger("app.main")
@@ -42,8 +47,19 @@ def _announce_embedded_defaults(settings: Settings) -> None:
         logger.warning("secret_key_generated", note="tokens stop working when the process exits")
 
 
+def edge_middleware(settings: Settings, rate_limiter: RateLimiter) -> list[Middleware]:
+    """The pure-ASGI stack, outermost first."""
+    return [
+        # Request id, security headers, timing, body limit, deadline, the 500 envelope and the
+        # access line, with CORS just inside it: every response passes through it.
+        Middleware(EdgeMiddleware, settings=settings),
+        Middleware(RateLimitMiddleware, limiter=rate_limiter, settings=settings),
+    ]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    rate_limiter = RateLimiter(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,12 +76,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 email=settings.FIRST_SUPERUSER_EMAIL,
                 password=settings.FIRST_SUPERUSER_PASSWORD.get_secret_value(),
             )
+        await rate_limiter.open()
+        if settings.REDIS_URL:
+            app.state.redis_ping = rate_limiter.ping
         try:
             yield
         finally:
             app.state.draining = True
             metrics.release_pool(engine)
             await engine.dispose()
+            await rate_limiter.close()
 
     docs = settings.DOCS_ENABLED
     app = FastAPI(
@@ -74,16 +94,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=settings.VERSION,
         debug=settings.DEBUG,
         openapi_url=f"{settings.API_V1_PREFIX}/openapi.json" if docs else None,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        # Self-hosted by install_docs below: FastAPI's own pages use a CDN and inline scripts.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         lifespan=lifespan,
         responses=COMMON_ERRORS,
         # Operation ids are the endpoint names (`create_item`): stable, readable client names.
         generate_unique_id_function=lambda route: route.name,
+        middleware=edge_middleware(settings, rate_limiter),
     )
     app.state.settings = settings
     app.state.draining = False
+    app.state.rate_limiter = rate_limiter
     register_exception_handlers(app)
+    if docs:
+        install_docs(app)
     app.include_router(health.router)
     app.include_router(metrics_api.router)
     app.include_router(api_router, prefix=settings.API_V1_PREFIX)

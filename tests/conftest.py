@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -35,7 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgresql: runs against TEST_DATABASE_URL")
 
 
-async def _reset_schema(url: str) -> None:
+async def reset_schema(url: str) -> None:
     """Drop whatever a previous run left, then build the schema with the real migrations."""
     engine = create_async_engine(url)
     try:
@@ -63,15 +64,24 @@ async def database_url(
         pytest.fail("REQUIRE_SERVICES=1 but TEST_DATABASE_URL is not set")
     else:
         pytest.skip("TEST_DATABASE_URL is not set")
-    await _reset_schema(url)
+    await reset_schema(url)
     return url
 
 
 @pytest.fixture(scope="session")
-async def cleanup_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(database_url)
-    yield engine
-    await engine.dispose()
+async def _engines() -> AsyncIterator[dict[str, AsyncEngine]]:
+    engines: dict[str, AsyncEngine] = {}
+    yield engines
+    for engine in engines.values():
+        await engine.dispose()
+
+
+@pytest.fixture
+def cleanup_engine(database_url: str, _engines: dict[str, AsyncEngine]) -> AsyncEngine:
+    """An engine on this test's database, for setting up and checking rows behind the API."""
+    if database_url not in _engines:
+        _engines[database_url] = create_async_engine(database_url)
+    return _engines[database_url]
 
 
 @pytest.fixture
@@ -156,6 +166,24 @@ def app(app_client: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
 @pytest.fixture
 def client(app_client: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
     return app_client[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """TEST_REDIS_URL, checked reachable: skipped when unset, failed when unset and
+    REQUIRE_SERVICES=1 or when set but unreachable."""
+    if not TEST_REDIS_URL:
+        if REQUIRE_SERVICES:
+            pytest.fail("REQUIRE_SERVICES=1 but TEST_REDIS_URL is not set")
+        pytest.skip("TEST_REDIS_URL is not set")
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"TEST_REDIS_URL is set but Redis is unreachable: {exc}")
+    finally:
+        client.close()
+    return TEST_REDIS_URL
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,63 @@
-"""structlog configuration: JSON lines in production, readable console lines in development."""
+"""structlog configuration: one JSON object per line in production, readable lines in development.
+
+structlog's own loggers render straight to stderr (no stdlib round trip: ~5 µs a line instead of
+~15 µs). The stdlib loggers (uvicorn, gunicorn, libraries) go through a ProcessorFormatter that
+runs the same processors, so every line on stderr has one shape whatever wrote it.
+"""
 
 import logging
+import os
 import sys
-from typing import Any
+import threading
+import time
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import IO, Any, Final
 
 import orjson
 import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 from app.config import Settings
 from app.core.context import request_id_var, user_id_var
 
+REDACTED: Final = "[REDACTED]"
+# A key containing one of these never has its value written, whoever logs it.
+SENSITIVE_KEY_PARTS: Final = ("password", "token", "secret", "authorization", "cookie", "api_key")
 
-def _add_request_context(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+_stderr_lock = threading.Lock()
+
+
+class StderrLogger:
+    """Writes each rendered line to file descriptor 2 with one `write` call.
+
+    Bound to the descriptor, not to `sys.stderr`: output lands wherever stderr points when the
+    line is written (a Gunicorn worker's, a test's capture), even for loggers cached earlier.
+    """
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+
+    def msg(self, message: str | bytes) -> None:
+        data = message if isinstance(message, bytes) else message.encode("utf-8", "replace")
+        self.write_line(data + b"\n")
+
+    @staticmethod
+    def write_line(line: bytes) -> None:
+        with _stderr_lock:
+            view = memoryview(line)
+            while view:  # a write may be partial (a long traceback into a pipe)
+                view = view[os.write(2, view) :]
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def _logger_factory(*args: Any) -> StderrLogger:
+    return StderrLogger(str(args[0]) if args else "")
+
+
+def add_request_context(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    """Bind the current request's id and user id (set by the ASGI middleware) to every line."""
     request_id = request_id_var.get()
     if request_id is not None:
         event.setdefault("request_id", request_id)
@@ -21,44 +67,165 @@ def _add_request_context(_logger: Any, _name: str, event: dict[str, Any]) -> dic
     return event
 
 
+@lru_cache(maxsize=1024)
+def _is_sensitive(key: str) -> bool:
+    lowered = key.lower()
+    return any(part in lowered for part in SENSITIVE_KEY_PARTS)
+
+
+def redact_secrets(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    """Replace the value of any key that names a secret (password, token, cookie...)."""
+    for key in event:
+        if _is_sensitive(key):
+            event[key] = REDACTED
+    return event
+
+
+def _add_pid(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    event["pid"] = os.getpid()  # which worker wrote it; read per line, so right after a fork
+    return event
+
+
+def _drop_color_message(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    event.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
+    return event
+
+
+def _add_logger_name(logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    record = event.get("_record")
+    name = record.name if record is not None else getattr(logger, "name", "")
+    if name:
+        event["logger"] = name
+    return event
+
+
+class StderrHandler(logging.Handler):
+    """The stdlib side of the same sink: one `write` to descriptor 2 per formatted record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            StderrLogger().msg(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def _dumps_bytes(value: Any, **_kwargs: Any) -> bytes:
+    return orjson.dumps(value, default=str)
+
+
+def _dumps_str(value: Any, **_kwargs: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _renderers(settings: Settings) -> tuple[Processor, Processor]:
+    """(renderer for structlog's loggers, renderer for stdlib records, which must give str)."""
+    if settings.log_format == "json":
+        return (
+            structlog.processors.JSONRenderer(serializer=_dumps_bytes),
+            structlog.processors.JSONRenderer(serializer=_dumps_str),
+        )
+    console = structlog.dev.ConsoleRenderer(colors=_is_tty(sys.stderr))
+    return console, console
+
+
+def _is_tty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class AccessLog:
+    """The access line, the one line every request writes.
+
+    In JSON mode it is rendered here directly (orjson, one `write`), with the same keys a
+    structlog line has: ~2 µs instead of ~10 µs through the processor chain, which is most of
+    what the edge middleware costs a request. Its fields are fixed and hold no secret. In console
+    mode it goes through structlog like any other line.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self.json = False
+        self._logger = structlog.get_logger("app.access")
+        self._second = -1
+        self._prefix = ""
+
+    def configure(self, settings: Settings) -> None:
+        self.enabled = logging.getLevelNamesMapping()[settings.LOG_LEVEL] <= logging.INFO
+        self.json = settings.log_format == "json"
+
+    def write(self, fields: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if not self.json:
+            self._logger.info("request", **fields)
+            return
+        fields["event"] = "request"
+        add_request_context(None, "info", fields)
+        fields["level"] = "info"
+        fields["logger"] = "app.access"
+        fields["pid"] = os.getpid()
+        fields["timestamp"] = self._timestamp()
+        StderrLogger.write_line(orjson.dumps(fields, default=str, option=orjson.OPT_APPEND_NEWLINE))
+
+    def _timestamp(self) -> str:
+        """UTC ISO-8601 like structlog's TimeStamper, the date part formatted once a second."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
+
+
+access_log = AccessLog()
+
+
 def configure_logging(settings: Settings) -> None:
-    """Route structlog and the stdlib loggers (uvicorn, gunicorn) through one renderer."""
-    shared: list[Any] = [
+    """Configure structlog and route the stdlib loggers (uvicorn, gunicorn) through it.
+
+    Called in the lifespan: a Gunicorn worker installs its own handlers after forking, and this
+    replaces them.
+    """
+    level = logging.getLevelNamesMapping()[settings.LOG_LEVEL]
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
-        _add_request_context,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
+        add_request_context,
+        structlog.processors.add_log_level,
+        _add_logger_name,
+        _add_pid,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
     ]
-    renderer: Any
     if settings.log_format == "json":
         shared.append(structlog.processors.format_exc_info)
-        renderer = structlog.processors.JSONRenderer(serializer=_dumps)
-    else:
-        renderer = structlog.dev.ConsoleRenderer()
+    access_log.configure(settings)
+    renderer, stdlib_renderer = _renderers(settings)
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, renderer],
+        logger_factory=_logger_factory,
+        wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,
     )
+
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), _drop_color_message, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, stdlib_renderer],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.LOG_LEVEL)
-    for name in ("uvicorn", "uvicorn.error", "gunicorn.error", "gunicorn.access"):
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "gunicorn", "gunicorn.error", "gunicorn.access"):
         named = logging.getLogger(name)
         named.handlers.clear()
         named.propagate = True
-    # The app writes its own access line; uvicorn's would be a second, poorer one.
-    logging.getLogger("uvicorn.access").handlers.clear()
-    logging.getLogger("uvicorn.access").propagate = False
-
-
-def _dumps(value: Any, **_kwargs: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
+    # httpx logs every outgoing URL at INFO, query string (and any token in it) included.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    # Keel writes its own access line (route, duration, ids); uvicorn's would be a second one.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False

@@ -1,0 +1,72 @@
+"""Swagger UI at /docs and ReDoc at /redoc, with every asset served by Keel itself.
+
+FastAPI's built-in pages load their scripts from a CDN and start them with an inline script;
+these pages use the Swagger UI and ReDoc builds shipped by `fastapi-standalone-docs` (MIT, with
+the upstream licences) and a start-up script file, so they work offline and under a CSP with
+`script-src 'self'`.
+"""
+
+from html import escape
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+ASSETS_URL = "/docs/assets"
+_OWN_ASSETS = Path(__file__).with_name("docs_assets")
+_PAGE_HEAD = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<link rel="icon" type="image/png" href="{assets}/fastapi/favicon.png">
+"""
+
+
+def _swagger_page(title: str, openapi_url: str, assets: str) -> str:
+    return (
+        _PAGE_HEAD.format(title=title, assets=assets)
+        + f'<link rel="stylesheet" href="{assets}/swagger/swagger-ui.css">\n</head>\n<body>\n'
+        + f'<div id="swagger-ui" data-openapi-url="{openapi_url}"></div>\n'
+        + f'<script src="{assets}/swagger/swagger-ui-bundle.js"></script>\n'
+        + f'<script src="{assets}/swagger-init.js"></script>\n</body>\n</html>\n'
+    )
+
+
+def _redoc_page(title: str, openapi_url: str, assets: str) -> str:
+    # ReDoc starts by itself on a <redoc spec-url> element: no script of ours at all.
+    return (
+        _PAGE_HEAD.format(title=title, assets=assets)
+        + "</head>\n<body>\n"
+        + f'<redoc spec-url="{openapi_url}"></redoc>\n'
+        + f'<script src="{assets}/redoc/redoc.standalone.js"></script>\n</body>\n</html>\n'
+    )
+
+
+def install_docs(app: FastAPI) -> None:
+    """Serve /docs, /redoc and their assets; the app's own `openapi_url` must be set."""
+    openapi_path = app.openapi_url
+    if openapi_path is None:
+        raise RuntimeError("self-hosted docs need the app's openapi_url")
+    title = escape(app.title)
+    app.mount(
+        ASSETS_URL,
+        StaticFiles(directory=_OWN_ASSETS, packages=[("fastapi_standalone_docs", "static")]),
+        name="docs-assets",
+    )
+
+    def urls(request: Request) -> tuple[str, str]:
+        root = request.scope.get("root_path", "")
+        return escape(root + openapi_path), escape(root + ASSETS_URL)
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        openapi_url, assets = urls(request)
+        return HTMLResponse(_swagger_page(f"{title} - Swagger UI", openapi_url, assets))
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        openapi_url, assets = urls(request)
+        return HTMLResponse(_redoc_page(f"{title} - ReDoc", openapi_url, assets))

@@ -1,0 +1,183 @@
+"""Which quota a request counts against, and the 429 / budget headers.
+
+Default quota: by user id when the bearer token is valid (signature and expiry, no database),
+by client IP otherwise. `POST /auth/token` and `/auth/register`: the auth quota by IP, and for
+`/auth/token` also by account (the form's `username`), read from a buffered copy of the body
+that is then replayed to the endpoint untouched. Health, metrics and docs are never limited.
+"""
+
+import hashlib
+from collections import deque
+from collections.abc import AsyncGenerator
+from ipaddress import IPv6Address, IPv6Network, ip_address
+from typing import Final
+from urllib.parse import parse_qsl
+
+import structlog
+from starlette.datastructures import Headers
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.config import Settings
+from app.core import metrics
+from app.core.context import user_id_var
+from app.core.exceptions import error_response
+from app.core.net import client_ip
+from app.core.rate_limit import Decision, RateLimiter
+from app.core.security import bearer_user_id
+
+logger = structlog.get_logger("app.rate_limit")
+
+MAX_LOGIN_FORM_FIELDS: Final = 16
+EXEMPT_PREFIXES: Final = ("/health/", "/docs/", "/redoc/", "/metrics/")
+
+
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
+    name: bytes
+    value: bytes
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return value
+    return None
+
+
+def ip_key(ip: str) -> str:
+    """IPv6 clients are keyed by their /64: one host usually owns the whole prefix."""
+    try:
+        address = ip_address(ip)
+    except ValueError:
+        return ip
+    if not isinstance(address, IPv6Address):
+        return ip
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(IPv6Network((address, 64), strict=False))
+
+
+def account_key(username: str) -> str:
+    """A digest, so that Redis never holds the email addresses being tried."""
+    normalized = username.strip().lower().encode()
+    return hashlib.blake2b(normalized, digest_size=16).hexdigest()
+
+
+async def _buffer(receive: Receive) -> tuple[list[Message], bytes]:
+    """Every message of the request body (the request guard outside bounds its size)."""
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break  # the client went away; the endpoint will see the same
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return messages, b"".join(chunks)
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A `receive` that hands out the buffered messages first, then defers to the server."""
+    pending = deque(messages)
+
+    async def replay() -> Message:
+        return pending.popleft() if pending else await receive()
+
+    return replay
+
+
+async def form_username(headers: Headers, body: bytes) -> str | None:
+    """The `username` field of a login form, read the way the endpoint will read it."""
+    media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(
+                body.decode("utf-8", "replace"),
+                keep_blank_values=True,
+                max_num_fields=MAX_LOGIN_FORM_FIELDS,
+            )
+        except ValueError:
+            return None
+        values = [value for name, value in pairs if name == "username"]
+        return values[-1] if values else None  # the last one wins, as in Starlette's FormData
+    if media == "multipart/form-data":
+
+        async def stream() -> AsyncGenerator[bytes]:
+            yield body
+
+        parser = MultiPartParser(headers, stream(), max_files=0, max_fields=MAX_LOGIN_FORM_FIELDS)
+        try:
+            form = await parser.parse()
+        except MultiPartException:
+            return None
+        value = form.get("username")
+        return value if isinstance(value, str) else None
+    return None
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, settings: Settings) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.settings = settings
+        prefix = settings.API_V1_PREFIX
+        self.token_path = f"{prefix}/auth/token"
+        self.register_path = f"{prefix}/auth/register"
+        self.exempt = frozenset(
+            {"/health", "/metrics", "/docs", "/redoc", f"{prefix}/openapi.json"}
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"] if scope["type"] == "http" else ""
+        if not path or path in self.exempt or path.startswith(EXEMPT_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        ip = ip_key(client_ip(scope, self.settings.TRUSTED_PROXIES))
+        if scope["method"] == "POST" and path in (self.token_path, self.register_path):
+            decision, receive = await self._auth_decision(scope, receive, path, ip)
+        else:
+            user_id = bearer_user_id(self.settings, self._authorization(scope))
+            if user_id is not None:
+                user_id_var.set(user_id)  # the access line reports who made the request
+            key = ("user", user_id) if user_id is not None else ("ip", ip)
+            decision = await self.limiter.hit(self.limiter.default, *key)
+
+        if not decision.allowed:
+            logger.info("rate_limited", policy=decision.policy.name, path=path)
+            metrics.record_rate_limited(decision.policy.name)
+            response = error_response(
+                429, "Too many requests, retry later", None, decision.headers()
+            )
+            await response(scope, receive, send)
+            return
+
+        budget = [(name.encode(), value.encode()) for name, value in decision.headers().items()]
+
+        async def send_with_budget(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *budget]
+            await send(message)
+
+        await self.app(scope, receive, send_with_budget)
+
+    @staticmethod
+    def _authorization(scope: Scope) -> str | None:
+        value = _header(scope, b"authorization")
+        return value.decode("latin-1") if value is not None else None
+
+    async def _auth_decision(
+        self, scope: Scope, receive: Receive, path: str, ip: str
+    ) -> tuple[Decision, Receive]:
+        """The auth quota by IP; for the token endpoint, by account too (the tighter one wins)."""
+        limiter = self.limiter
+        endpoint = "token" if path == self.token_path else "register"
+        decision = await limiter.hit(limiter.auth, endpoint, "ip", ip)
+        if not decision.allowed or endpoint != "token":
+            return decision, receive
+        messages, body = await _buffer(receive)
+        receive = _replaying(messages, receive)
+        username = await form_username(Headers(scope=scope), body)
+        if username:
+            by_account = await limiter.hit(limiter.auth, endpoint, "account", account_key(username))
+            if not by_account.allowed or by_account.remaining < decision.remaining:
+                decision = by_account
+        return decision, receive

@@ -1,0 +1,36 @@
+"""The edge's tests do not depend on the database engine: one migrated SQLite file serves them
+all, instead of the SQLite + PostgreSQL pair the API tests run on."""
+
+import random
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import reset_schema
+
+PORT_RANGE = range(18100, 18200)  # the ports this suite's servers may use
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('edge') / 'edge.db'}"
+    await reset_schema(url)
+    return url
+
+
+def free_port() -> int:
+    """A port in PORT_RANGE that nothing listens on right now."""
+    for port in random.sample(PORT_RANGE, len(PORT_RANGE)):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 18100-18199")
+
+
+@pytest.fixture
+def repo_dir() -> Path:
+    return Path(__file__).resolve().parents[2]

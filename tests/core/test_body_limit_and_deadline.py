@@ -1,0 +1,150 @@
+"""Body-size limit (declared and chunked) and the request deadline."""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from fastapi import FastAPI, Request
+
+from app.config import Settings
+from tests.conftest import _ClientContext
+
+LIMIT = 1024
+
+
+def add_body_routes(app: FastAPI, reached: list[str]) -> None:
+    @app.post("/api/v1/_test/echo-size")
+    async def echo_size(request: Request) -> dict[str, int]:
+        reached.append("echo")
+        return {"size": len(await request.body())}
+
+
+async def chunks(total: int, size: int = 256) -> AsyncIterator[bytes]:
+    sent = 0
+    while sent < total:
+        piece = min(size, total - sent)
+        sent += piece
+        yield b"x" * piece
+
+
+@pytest.fixture
+def guarded(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], _ClientContext]
+) -> tuple[_ClientContext, list[str]]:
+    context = make_client(make_settings(MAX_REQUEST_BODY_BYTES=LIMIT))
+    reached: list[str] = []
+    add_body_routes(context.app, reached)
+    return context, reached
+
+
+async def test_declared_length_over_limit_is_refused_before_the_endpoint(
+    guarded: tuple[_ClientContext, list[str]],
+) -> None:
+    context, reached = guarded
+    async with context as client:
+        response = await client.post("/api/v1/_test/echo-size", content=b"x" * (LIMIT + 1))
+    assert response.status_code == 413
+    body = response.json()
+    assert body["error"] == "payload_too_large"
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert reached == []
+
+
+async def test_chunked_body_over_limit_is_refused(
+    guarded: tuple[_ClientContext, list[str]],
+) -> None:
+    context, _ = guarded
+    async with context as client:
+        response = await client.post("/api/v1/_test/echo-size", content=chunks(LIMIT * 4))
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_body_at_the_limit_passes(
+    guarded: tuple[_ClientContext, list[str]], chunked: bool
+) -> None:
+    context, _ = guarded
+    content = chunks(LIMIT) if chunked else b"x" * LIMIT
+    async with context as client:
+        response = await client.post("/api/v1/_test/echo-size", content=content)
+    assert response.status_code == 200
+    assert response.json() == {"size": LIMIT}
+
+
+async def test_json_body_over_limit_is_413_not_400(
+    guarded: tuple[_ClientContext, list[str]],
+) -> None:
+    """FastAPI turns most errors raised while reading a body into 400; not this one."""
+    context, _ = guarded
+    from pydantic import BaseModel
+
+    class Note(BaseModel):
+        text: str
+
+    @context.app.post("/api/v1/_test/note")
+    async def note(payload: Note) -> dict[str, int]:
+        return {"length": len(payload.text)}
+
+    async with context as client:
+        response = await client.post(
+            "/api/v1/_test/note",
+            content=chunks(LIMIT * 2),
+            headers={"Content-Type": "application/json"},
+        )
+    assert response.status_code == 413
+
+
+async def test_invalid_content_length_is_400(
+    guarded: tuple[_ClientContext, list[str]],
+) -> None:
+    context, _ = guarded
+    async with context as client:
+        response = await client.post(
+            "/api/v1/_test/echo-size", content=b"abc", headers={"Content-Length": "3x"}
+        )
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request"
+
+
+async def test_deadline_answers_503_and_cancels_the_work(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], _ClientContext]
+) -> None:
+    context = make_client(make_settings(REQUEST_TIMEOUT_SECONDS=0.2))
+    events: list[str] = []
+
+    @context.app.get("/api/v1/_test/slow")
+    async def slow() -> dict[str, bool]:
+        events.append("started")
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+        events.append("finished")
+        return {"done": True}
+
+    async with context as client:
+        response = await client.get("/api/v1/_test/slow")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["error"] == "service_unavailable"
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert events == ["started", "cancelled"]
+
+
+async def test_an_apps_own_timeout_error_is_a_500_not_a_deadline(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], _ClientContext]
+) -> None:
+    context = make_client(make_settings())
+
+    @context.app.get("/api/v1/_test/own-timeout")
+    async def own_timeout() -> None:
+        raise TimeoutError("upstream")
+
+    async with context as client:
+        response = await client.get("/api/v1/_test/own-timeout")
+    assert response.status_code == 500
+    assert response.json()["error"] == "internal_error"
