@@ -7,12 +7,13 @@ broke (none, when all is well).
 """
 
 import asyncio
+import json
 import os
 import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -254,5 +255,173 @@ async def sigterm_drill(server: Gunicorn, *, warmup: float = 3.0) -> DrillResult
     return result
 
 
-def kill_pid(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
+async def redis_drill(
+    stack: Stack, server: Gunicorn, *, outage: float = 10.0, warmup: float = 3.0,
+    after: float = 8.0,
+) -> DrillResult:  # fmt: skip
+    """redis-server stops for `outage` seconds, then returns (empty: no persistence)."""
+    result = DrillResult("2 redis")
+    log_start = len(server.log_lines())
+    async with Session(server, ("/health/live", "/health")) as session:
+        await asyncio.sleep(warmup)
+        stopped = session.now()
+        await asyncio.to_thread(stack.redis.stop)
+        await asyncio.sleep(max(outage - (session.now() - stopped), 0))
+        await asyncio.to_thread(stack.redis.start)
+        back = session.now()
+        await asyncio.sleep(after)
+        await session.load.finish()
+    api, health = session.api(), session.recorder.of("health")
+    events = _log_events(server, log_start)
+    fell_back = {pid for event, pid in events if event == "rate_limit_redis_unavailable"}
+    recovered = {pid for event, pid in events if event == "rate_limit_redis_recovered"}
+    workers = len(worker_pids(server))
+    keys = await asyncio.to_thread(stack.redis.key_count)
+    degraded = _first_note(health, stopped, "degraded/redis=error")
+    healthy = _first_note(health, back, "healthy/redis=ok")
+    last = max(health, key=lambda r: r.ended, default=None)
+
+    result.figures["outage"] = back - stopped
+    _summary(result, api)
+    result.figures["5xx"] = sum(r.status is None or r.status >= 500 for r in api)
+    result.figures["429"] = sum(r.status == 429 for r in api)
+    result.figures["health_degraded_after"] = degraded
+    result.figures["healthy_after_return"] = healthy
+    result.figures["fallback_workers"] = f"{len(fell_back)}/{workers}"
+    result.figures["back_on_redis_workers"] = f"{len(recovered)}/{workers}"
+    result.figures["redis_keys_after"] = keys
+
+    result.check(all(r.ok for r in api), "an API call failed (5xx, 429 or no answer)")
+    result.check(degraded is not None, "/health never reported Redis down")
+    result.check(healthy is not None, "/health never reported Redis back")
+    result.check(last is not None and last.note == "healthy/redis=ok", "/health ends unhealthy")
+    result.check(len(fell_back) == workers, "not every worker fell back to in-process limits")
+    result.check(len(recovered) == workers, "not every worker went back to Redis")
+    result.check(keys > 0, "the limiter wrote nothing to Redis after its return")
+    return result
+
+
+def _first_note(records: list[Record], after: float, note: str) -> float | None:
+    for record in sorted(records, key=lambda r: r.ended):
+        if record.ended >= after and record.note == note:
+            return max(record.ended - after, 0.0)
+    return None
+
+
+def _log_events(server: Gunicorn, skip: int) -> list[tuple[str, int]]:
+    """(event, pid) of the server's JSON log lines after the first `skip`."""
+    events = []
+    for line in server.log_lines()[skip:]:
+        with suppress(ValueError):
+            entry = json.loads(line)
+            events.append((str(entry.get("event")), int(entry.get("pid", 0))))
+    return events
+
+
+async def worker_kill_drill(
+    server: Gunicorn, *, warmup: float = 3.0, after: float = 7.0
+) -> DrillResult:
+    """One worker is SIGKILLed under load; the master replaces it."""
+    result = DrillResult("3 worker-sigkill")
+    before = worker_pids(server)
+    victim = min(before)
+    async with Session(server, ("/health/live",)) as session:
+        await asyncio.sleep(warmup)
+        burst = await session.load.slow_logins(4)
+        await asyncio.sleep(0.05)  # sent, and being hashed (on either worker)
+        killed = session.now()
+        os.kill(victim, signal.SIGKILL)
+        gone = replaced = None
+        while session.now() - killed < after:
+            pids = worker_pids(server)
+            if gone is None and victim not in pids:
+                gone = session.now()
+            if replaced is None and victim not in pids and len(pids) == len(before):
+                replaced = session.now() - killed
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*burst)
+        await session.load.finish()
+    api = session.api()
+    # The victim's requests: in flight at the kill, or sent before the master had reaped it
+    # (its sockets die with it; until then they still take requests).
+    dying = gone if gone is not None else killed
+    exposed = [r for r in api if r.started < dying and r.ended > killed]
+    failed = [r for r in api if not r.ok]
+    recovered = _throughput_back(api, killed)
+    _summary(result, api)
+    result.figures["in_flight_at_kill"] = len(exposed)
+    result.figures["failed"] = len(failed)
+    result.figures["failed_kinds"] = ",".join(sorted({str(r.error) for r in failed})) or "-"
+    result.figures["replaced_after"] = replaced
+    result.figures["throughput_back_after"] = recovered
+    result.check(replaced is not None, "the master did not replace the killed worker")
+    result.check(
+        all(r.status is None for r in failed), "a request got an HTTP error (only lost ones may)"
+    )
+    result.check(
+        all(any(r is e for e in exposed) for r in failed),
+        "a request not in flight to the dying worker failed",
+    )
+    result.check(
+        recovered is not None and recovered <= THROUGHPUT_BACK_WITHIN, "throughput not back in 5 s"
+    )
+    result.check(worker_pids(server) - before != set(), "no new worker")
+    return result
+
+
+def _throughput_back(api: list[Record], at: float, window: float = 1.0) -> float | None:
+    """Seconds after `at` until a `window` of 2xx completions reaches 80% of the rate of the
+    2 s before `at`."""
+    done = [r.ended for r in api if r.ok]
+    baseline = sum(at - 2 <= t < at for t in done) / 2 * window
+    step = 0.1
+    for n in range(int(20 / step)):
+        start = at + n * step
+        if sum(start <= t < start + window for t in done) >= 0.8 * baseline:
+            return n * step
+    return None
+
+
+async def slow_database_drill(
+    stack: Stack, server: Gunicorn, *, deadline: float, hold: float = 6.0, warmup: float = 2.0,
+    after: float = 3.0, name: str = "5 slow-database",
+) -> DrillResult:  # fmt: skip
+    """The items table is locked (ACCESS EXCLUSIVE, from another connection) for `hold`
+    seconds: item queries wait until statement_timeout or the request deadline cancels them."""
+    result = DrillResult(name)
+    async with Session(server, ("/health/live",)) as session:
+        await asyncio.sleep(warmup)
+        connection = await stack.postgres.connect()
+        try:
+            transaction = connection.transaction()
+            await transaction.start()
+            await connection.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+            locked = session.now()
+            await asyncio.sleep(hold)
+            released = session.now()
+            await transaction.rollback()
+        finally:
+            await connection.close()
+        await asyncio.sleep(after)
+        await session.load.finish()
+    api, live = session.api(), session.recorder.of("live")
+    stuck = [r for r in api if r.started >= locked and r.ended <= released]
+    live_during = [r for r in live if r.started >= locked and r.ended <= released]
+    late = [r for r in api if r.started >= released + 0.5]
+    _summary(result, api)
+    result.figures["503_while_locked"] = f"{sum(r.is_envelope_503 for r in stuck)}/{len(stuck)}"
+    result.figures["slowest_503"] = max((r.latency for r in stuck), default=0.0)
+    result.figures["deadline"] = deadline
+    result.figures["live_200_while_locked"] = (
+        f"{sum(r.status == 200 for r in live_during)}/{len(live_during)}"
+    )
+    result.figures["slowest_live"] = max((r.latency for r in live_during), default=0.0)
+    result.check(bool(stuck) and all(r.is_envelope_503 for r in stuck), "a locked call not 503")
+    result.check(all(r.latency <= deadline + 0.5 for r in stuck), "a 503 came after the deadline")
+    result.check(
+        bool(live_during) and all(r.status == 200 and r.latency < 1 for r in live_during),
+        "/health/live stalled while the database was slow",
+    )
+    result.check(bool(late) and all(r.ok for r in late), "API not back once the lock went")
+    _check_envelopes(result, api)
+    return result

@@ -6,6 +6,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 import httpx
@@ -166,10 +167,8 @@ class Load:
             await self._one(chooser)
             pause = self.interval - (time.monotonic() - began)
             if pause > 0:
-                try:
+                with suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), pause)
-                except TimeoutError:
-                    pass
 
     async def _one(self, chooser: random.Random) -> None:
         user = chooser.choice(self.users)

@@ -19,6 +19,7 @@ from glob import glob
 from pathlib import Path
 
 import asyncpg
+import redis
 
 PORTS = range(18300, 18400)
 START_LIMIT_SECONDS = 60
@@ -78,8 +79,9 @@ class ThrowawayPostgres:
     def _run(self, *argv: str, timeout: float = START_LIMIT_SECONDS) -> None:
         command = [*self._user, str(self.bin / argv[0]), *argv[1:]]
         result = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, start_new_session=True
-        )
+            command, capture_output=True, text=True, timeout=timeout, start_new_session=True,
+            check=False,
+        )  # fmt: skip
         if result.returncode != 0:
             raise RuntimeError(f"{argv[0]} failed: {result.stderr or result.stdout}")
 
@@ -167,3 +169,10 @@ class ThrowawayRedis:
         self.process = None
 
     close = stop
+
+    def key_count(self) -> int:
+        client = redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            return int(client.dbsize())  # type: ignore[arg-type]
+        finally:
+            client.close()
