@@ -44,11 +44,11 @@ def free_port() -> int:
 def _postgres_bin() -> Path:
     """The newest installed PostgreSQL's bin directory (PG_BIN overrides)."""
     configured = os.environ.get("PG_BIN")
-    candidates = [configured] if configured else sorted(glob("/usr/lib/postgresql/*/bin"))
+    candidates = [configured] if configured else sorted(glob("/usr/lib/postgresql/*/bin"))[::-1]
     on_path = shutil.which("initdb")
     if on_path:
         candidates.append(str(Path(on_path).parent))
-    for candidate in reversed(candidates):
+    for candidate in candidates:
         if (Path(candidate) / "initdb").exists():
             return Path(candidate)
     raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found; set PG_BIN")
