@@ -17,12 +17,6 @@ pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    with harness.stack() as services:
-        yield services
-
-
-@pytest.fixture(scope="module")
 def server(stack: Stack) -> Iterator[Gunicorn]:
     with harness.keel(stack) as keel:
         yield keel
