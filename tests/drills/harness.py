@@ -111,7 +111,7 @@ def worker_pids(server: Gunicorn) -> set[int]:
 class Session:
     """Load and probes against one server, on one recorder's clock."""
 
-    def __init__(self, server: Gunicorn, probes: tuple[str, ...], **load: float) -> None:
+    def __init__(self, server: Gunicorn, probes: tuple[str, ...], **load: object) -> None:
         self.server = server
         self.recorder = Recorder()
         self.load = Load(server.base_url, self.recorder, **load)  # type: ignore[arg-type]
@@ -175,7 +175,7 @@ async def postgres_drill(
     """PostgreSQL stops (`pg_ctl stop -m mode`) for `outage` seconds, then returns."""
     result = DrillResult(f"1 postgres-{mode}")
     pids = worker_pids(server)
-    async with Session(server, ("/health/live", "/health/ready")) as session:
+    async with Session(server, ("/health/live", "/health/ready"), keepalive=False) as session:
         await asyncio.sleep(warmup)
         stopped = session.now()
         await asyncio.to_thread(stack.postgres.stop, mode)
@@ -262,7 +262,7 @@ async def redis_drill(
     """redis-server stops for `outage` seconds, then returns (empty: no persistence)."""
     result = DrillResult("2 redis")
     log_start = len(server.log_lines())
-    async with Session(server, ("/health/live", "/health")) as session:
+    async with Session(server, ("/health/live", "/health"), keepalive=False) as session:
         await asyncio.sleep(warmup)
         stopped = session.now()
         await asyncio.to_thread(stack.redis.stop)
@@ -389,7 +389,7 @@ async def slow_database_drill(
     """The items table is locked (ACCESS EXCLUSIVE, from another connection) for `hold`
     seconds: item queries wait until statement_timeout or the request deadline cancels them."""
     result = DrillResult(name)
-    async with Session(server, ("/health/live",)) as session:
+    async with Session(server, ("/health/live",), keepalive=False) as session:
         await asyncio.sleep(warmup)
         connection = await stack.postgres.connect()
         try:

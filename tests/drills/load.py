@@ -89,7 +89,9 @@ class User:
 
 class Load:
     """`concurrency` loops sharing one keep-alive pool, `rate` requests/s in all, bounded by
-    `max_requests` and by whoever sets `stop`. Mix: 40% create, 30% list, 30% get."""
+    `max_requests` and by whoever sets `stop`. Mix: 40% create, 30% list, 30% get.
+    Keep-alive connections stay on the worker that accepted them; without keep-alive the load
+    reaches every worker."""
 
     def __init__(
         self,
@@ -100,6 +102,7 @@ class Load:
         rate: float = 80.0,
         max_requests: int = 50_000,
         timeout: float = 15.0,
+        keepalive: bool = True,
     ) -> None:
         self.recorder = recorder
         self.concurrency = concurrency
@@ -108,7 +111,11 @@ class Load:
         self.client = httpx.AsyncClient(
             base_url=base_url,
             timeout=timeout,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            # Without keep-alive every request is a new connection, so on either worker.
+            limits=httpx.Limits(
+                max_connections=concurrency,
+                max_keepalive_connections=concurrency if keepalive else 0,
+            ),
         )
         # For requests beside the steady loops (a burst of slow logins), never queued behind them.
         self.side = httpx.AsyncClient(base_url=base_url, timeout=timeout)
