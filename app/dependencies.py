@@ -1,21 +1,25 @@
 """Annotated dependency aliases used by the endpoints."""
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.core.context import user_id_var
 from app.core.exceptions import ForbiddenError, UnauthorizedError
+from app.core.security import VERIFIED_CLAIMS
 from app.models import User
 from app.services import auth_service
 from app.services.auth_service import Authenticated
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-def get_settings_dep(request: Request) -> Settings:
+
+async def get_settings_dep(request: Request) -> Settings:
+    """Async on purpose: FastAPI runs a plain `def` dependency in a worker thread."""
     settings: Settings = request.app.state.settings
     return settings
 
@@ -26,7 +30,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     Used with `scope="function"`: FastAPI then finishes this generator when the endpoint returns,
     before the response goes out, so a failed commit becomes an error response, never a 2xx.
     """
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    # Safe methods never write (HTTP semantics, and Keel's own rule): no transaction needed.
+    state = request.app.state
+    read_only = request.method in SAFE_METHODS
+    sessionmaker: async_sessionmaker[AsyncSession] = (
+        state.read_sessionmaker if read_only else state.sessionmaker
+    )
     async with sessionmaker() as session:
         try:
             yield session
@@ -40,8 +49,27 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-# Relative to the OpenAPI document (under API_V1_PREFIX), which is how Swagger UI resolves it.
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl="auth/token", auto_error=False)
+# Swagger UI resolves a relative tokenUrl against the OpenAPI `servers` URL (the page's origin
+# when there is none), not against the document's URL: `auth/token` was posted to /auth/token.
+# So the document carries the token route's absolute path, set per app by `document_token_url`
+# (API_V1_PREFIX is configurable); this default is the path under the default prefix.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+TOKEN_ROUTE_NAME = "login"  # noqa: S105 - the token endpoint's route name, no secret
+
+
+def document_token_url(app: FastAPI) -> None:
+    """Make the OpenAPI password flow's tokenUrl the absolute path of this app's token route."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = app.openapi_schema
+        if schema is None:
+            schema = generate()  # builds and caches app.openapi_schema, edited in place
+            scheme = schema["components"]["securitySchemes"][oauth2_scheme.scheme_name]
+            scheme["flows"]["password"]["tokenUrl"] = app.url_path_for(TOKEN_ROUTE_NAME)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point
 
 
 async def get_authenticated(
@@ -53,7 +81,8 @@ async def get_authenticated(
     """The caller's user and session, from a bearer access token; 401 otherwise."""
     if not token:
         raise UnauthorizedError("Not authenticated")
-    auth = await auth_service.authenticate(session, settings, token)
+    verified = getattr(request.state, VERIFIED_CLAIMS, None)  # left by the rate limiter
+    auth = await auth_service.authenticate(session, settings, token, verified=verified)
     user_id = str(auth.user.id)
     user_id_var.set(user_id)
     request.state.user_id = user_id  # for the access log, which runs outside this context

@@ -19,6 +19,7 @@ from app.core.logging import configure_logging
 from app.core.middleware import EdgeMiddleware
 from app.core.rate_limit import RateLimiter
 from app.core.rate_limit_middleware import RateLimitMiddleware
+from app.dependencies import document_token_url
 from app.services import user_service
 
 logger = structlog.get_logger("app.main")
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.instrument_pool(engine)  # before any checkout, so checkouts and checkins pair up
         app.state.engine = engine
         app.state.sessionmaker = database.create_sessionmaker(engine)
+        app.state.read_sessionmaker = database.create_sessionmaker(engine, read_only=True)
         if settings.FIRST_SUPERUSER_EMAIL and settings.FIRST_SUPERUSER_PASSWORD:
             await user_service.ensure_superuser(
                 app.state.sessionmaker,
@@ -113,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_api.router)
     app.include_router(api_router, prefix=settings.API_V1_PREFIX)
+    document_token_url(app)
     # Keep it the last middleware added (the outermost): it then counts every answer, 429s too.
     app.add_middleware(metrics.MetricsMiddleware)
     return app

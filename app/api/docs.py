@@ -7,14 +7,17 @@ the upstream licences) and a start-up script file, so they work offline and unde
 """
 
 from html import escape
+from importlib.resources import files
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 ASSETS_URL = "/docs/assets"
 _OWN_ASSETS = Path(__file__).with_name("docs_assets")
+# ReDoc's sidebar footer loads its logo from `location.pathname + "/logo-mini.svg"`.
+_REDOC_LOGO = Path(str(files("fastapi_standalone_docs") / "static" / "redoc" / "logo-mini.svg"))
 _PAGE_HEAD = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -39,7 +42,7 @@ def _redoc_page(title: str, openapi_url: str, assets: str) -> str:
     # ReDoc starts by itself on a <redoc spec-url> element: no script of ours at all.
     return (
         _PAGE_HEAD.format(title=title, assets=assets)
-        + "</head>\n<body>\n"
+        + f'<link rel="stylesheet" href="{assets}/redoc.css">\n</head>\n<body>\n'
         + f'<redoc spec-url="{openapi_url}"></redoc>\n'
         + f'<script src="{assets}/redoc/redoc.standalone.js"></script>\n</body>\n</html>\n'
     )
@@ -70,3 +73,7 @@ def install_docs(app: FastAPI) -> None:
     async def redoc(request: Request) -> HTMLResponse:
         openapi_url, assets = urls(request)
         return HTMLResponse(_redoc_page(f"{title} - ReDoc", openapi_url, assets))
+
+    @app.get("/redoc/logo-mini.svg", include_in_schema=False)
+    async def redoc_logo() -> FileResponse:
+        return FileResponse(_REDOC_LOGO, media_type="image/svg+xml")

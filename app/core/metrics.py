@@ -7,6 +7,7 @@ default registry is served.
 
 import os
 import time
+from functools import cache
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -95,6 +96,19 @@ def _route_label(scope: Scope) -> str:
     return route_template(scope) or UNMATCHED_ROUTE
 
 
+# Label lookups validate and lock on every call; the label sets are few (methods x routes x
+# statuses), so each one's children are looked up once per process and kept.
+@cache
+def _in_progress(method: str) -> Gauge:
+    return IN_PROGRESS.labels(method=method)
+
+
+@cache
+def _series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    labels = {"method": method, "route": route, "status": str(status)}
+    return REQUESTS.labels(**labels), LATENCY.labels(**labels)
+
+
 class MetricsMiddleware:
     """Pure ASGI: count requests and time them by method, route template and status."""
 
@@ -115,12 +129,12 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
-        in_progress = IN_PROGRESS.labels(method=method)
+        in_progress = _in_progress(method)
         in_progress.inc()
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
             in_progress.dec()
-            labels = {"method": method, "route": _route_label(scope), "status": str(status)}
-            REQUESTS.labels(**labels).inc()
-            LATENCY.labels(**labels).observe(time.perf_counter() - started)
+            count, latency = _series(method, _route_label(scope), status)
+            count.inc()
+            latency.observe(time.perf_counter() - started)

@@ -34,11 +34,19 @@ _VALID_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 _MAX_LOGGED_PATH: Final = 256
 
 API_CSP: Final = "default-src 'none'; frame-ancestors 'none'"
-# Swagger UI and ReDoc: scripts and styles from Keel only (no inline script); the inline
-# *styles* are the ones both UIs set on elements at run time; ReDoc's search runs in a blob worker.
+# The docs pages take scripts, styles, images and API calls from Keel alone (no inline script, no
+# CDN, no fonts); both UIs draw icons as data: SVGs. Swagger UI (/docs, its assets) styles
+# elements through the CSSOM, which style-src does not govern: it needs no inline style.
 DOCS_CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+# ReDoc (/redoc) writes <style> elements (styled-components) and runs its search in a blob:
+# worker: those two on top of the Swagger UI policy, nothing more. Checked in a real browser by
+# tests/browser/test_docs_page.py.
+REDOC_CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+    "img-src 'self' data:; connect-src 'self'; worker-src blob:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 PERMISSIONS_POLICY: Final = (
@@ -159,7 +167,7 @@ class EdgeMiddleware:
         self.app: ASGIApp = self.cors
         self.api_headers = security_headers(API_CSP, settings.HSTS_SECONDS)
         self.docs_headers = security_headers(DOCS_CSP, settings.HSTS_SECONDS)
-        self.docs_paths = ("/docs", "/redoc")
+        self.redoc_headers = security_headers(REDOC_CSP, settings.HSTS_SECONDS)
         self.private_prefix = settings.API_V1_PREFIX + "/"
         self.trusted_proxies: Sequence[Network] = settings.TRUSTED_PROXIES
         self.max_body_bytes = settings.MAX_REQUEST_BODY_BYTES
@@ -215,10 +223,10 @@ class EdgeMiddleware:
         await error_response(status, message)(scope, receive, send)
 
     def _headers_for(self, path: str) -> list[Header]:
-        if path.startswith(self.docs_paths) and (
-            path in self.docs_paths or path.startswith("/docs/")
-        ):
+        if path == "/docs" or path.startswith("/docs/"):
             return self.docs_headers
+        if path == "/redoc":
+            return self.redoc_headers
         return self.api_headers
 
     def _log(self, scope: Scope, response: "_Response") -> None:

@@ -24,7 +24,7 @@ from app.core.context import user_id_var
 from app.core.exceptions import error_response
 from app.core.net import client_ip
 from app.core.rate_limit import Decision, RateLimiter
-from app.core.security import bearer_user_id
+from app.core.security import VERIFIED_CLAIMS, bearer_claims
 
 logger = structlog.get_logger("app.rate_limit")
 
@@ -135,9 +135,13 @@ class RateLimitMiddleware:
         if scope["method"] == "POST" and path in (self.token_path, self.register_path):
             decision, receive = await self._auth_decision(scope, receive, path, ip)
         else:
-            user_id = bearer_user_id(self.settings, self._authorization(scope))
-            if user_id is not None:
+            claims = bearer_claims(self.settings, self._authorization(scope))
+            user_id = None
+            if claims is not None:
+                user_id = str(claims.user_id)
                 user_id_var.set(user_id)  # the access line reports who made the request
+                # Verified once per request: the authentication dependency reuses it.
+                scope.setdefault("state", {})[VERIFIED_CLAIMS] = claims
             key = ("user", user_id) if user_id is not None else ("ip", ip)
             decision = await self.limiter.hit(self.limiter.default, *key)
 

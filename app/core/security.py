@@ -99,6 +99,9 @@ def create_token(
     return _jwt.encode(claims, settings.secret_key, algorithm="HS256"), expires_at
 
 
+# Key in the request's state (`request.state`) under which the edge leaves the access token's
+# verified claims, so the token is decoded once per request.
+VERIFIED_CLAIMS = "verified_access_claims"
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "sid", "jti", "typ"]
 
 
@@ -126,14 +129,15 @@ def decode_token(settings: Settings, token: str, token_type: TokenType) -> Token
         raise InvalidTokenError(str(error)) from None
 
 
-def bearer_user_id(settings: Settings, authorization: str | None) -> str | None:
-    """The `sub` of a valid access token in an `Authorization: Bearer` header, else None.
+def bearer_claims(settings: Settings, authorization: str | None) -> TokenClaims | None:
+    """The claims of a valid access token in an `Authorization: Bearer` header, else None.
 
-    Signature and expiry only (no database): enough to key a rate limit by user.
+    Signature and expiry only (no database): enough to key a rate limit by user. Whether the
+    session is still live is checked later, by the authentication dependency.
     """
     if not authorization or authorization[:7].lower() != "bearer ":
         return None
     try:
-        return str(decode_token(settings, authorization[7:].strip(), "access").user_id)
+        return decode_token(settings, authorization[7:].strip(), "access")
     except InvalidTokenError:
         return None

@@ -14,7 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.core.exceptions import UnauthorizedError
-from app.core.security import InvalidTokenError, create_token, decode_token, verify_password
+from app.core.security import (
+    InvalidTokenError,
+    TokenClaims,
+    create_token,
+    decode_token,
+    verify_password,
+)
 from app.models import User
 from app.repositories import session_repository, user_repository
 
@@ -107,10 +113,15 @@ async def refresh(session: AsyncSession, settings: Settings, *, refresh_token: s
     return _issue(settings, user_id=user.id, session_id=claims.session_id, refresh_jti=new_jti)
 
 
-async def authenticate(session: AsyncSession, settings: Settings, token: str) -> Authenticated:
-    """The active user behind a valid access token of a live session, in one query."""
+async def authenticate(
+    session: AsyncSession, settings: Settings, token: str, *, verified: TokenClaims | None = None
+) -> Authenticated:
+    """The active user behind a valid access token of a live session, in one query.
+
+    `verified`: the token's claims when the caller has already verified this very token.
+    """
     try:
-        claims = decode_token(settings, token, "access")
+        claims = verified or decode_token(settings, token, "access")
     except InvalidTokenError:
         raise UnauthorizedError() from None
     user = await session_repository.active_user(

@@ -10,6 +10,7 @@ from app.core.exceptions import NotFoundError
 from app.models import Item, User
 from app.models.base import utc_now
 from app.repositories import item_repository
+from app.repositories.item_repository import ItemRow
 
 
 def _scope(user: User) -> uuid.UUID | None:
@@ -19,7 +20,7 @@ def _scope(user: User) -> uuid.UUID | None:
 
 async def page(
     session: AsyncSession, *, user: User, limit: int, offset: int
-) -> tuple[Sequence[Item], int]:
+) -> tuple[Sequence[ItemRow], int]:
     return await item_repository.page(session, owner_id=_scope(user), limit=limit, offset=offset)
 
 

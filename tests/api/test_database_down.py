@@ -1,10 +1,16 @@
 """A database that cannot be reached: liveness holds, readiness and API calls answer 503."""
 
 import socket
+import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from app.config import Settings
+from tests.api.conftest import make_account
 
 UNREACHABLE = "postgresql+asyncpg://postgres@127.0.0.1:9/nothing"
 
@@ -53,3 +59,35 @@ async def test_database_host_unknown(
     assert response.status_code == 401
     assert registered.status_code == 503
     assert registered.json()["error"] == "service_unavailable"
+
+
+async def test_recovers_when_connections_are_killed(
+    make_settings: Callable[..., Settings],
+    make_client: Any,
+    database_url: str,
+    cleanup_engine: AsyncEngine,
+) -> None:
+    """What a PostgreSQL restart does to a pool: every pooled connection dies at once."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("terminating server connections is a PostgreSQL notion")
+    name = f"keel-restart-{uuid.uuid4().hex[:8]}"
+    async with make_client(make_settings(PROJECT_NAME=name)) as client:
+        account = await make_account(client, "restart@example.com")
+        for _ in range(3):
+            assert (await client.get("/api/v1/items", headers=account.headers)).status_code == 200
+        async with cleanup_engine.connect() as conn:
+            killed = await conn.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = :name"
+                ),
+                {"name": name},
+            )
+        assert killed
+        statuses = [
+            (await client.get("/api/v1/items", headers=account.headers)).status_code
+            for _ in range(4)
+        ]
+        assert set(statuses) <= {200, 503}, statuses  # a dead connection is a 503, never a 500
+        assert statuses[-2:] == [200, 200]  # the stale pool was dropped: back without a restart
+        assert (await client.get("/health/ready")).status_code == 200

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from app.api.v1.schemas.items import ItemCreate, ItemUpdate
 from app.api.v1.schemas.users import UserRegister
 from app.config import load_settings
-from app.core.security import InvalidTokenError, bearer_user_id, decode_token
+from app.core.security import InvalidTokenError, bearer_claims, decode_token
 from tests.api.conftest import Account, make_account
 
 SETTINGS = load_settings(_env_file=None, SECRET_KEY="property-test-secret-key-0123456789-abcdef")
@@ -55,7 +55,7 @@ def test_arbitrary_objects_validate_or_raise_validation_error(data: dict[str, An
 def test_token_decoder_only_raises_invalid_token(token: str) -> None:
     with pytest.raises(InvalidTokenError):
         decode_token(SETTINGS, token, "access")
-    assert bearer_user_id(SETTINGS, f"Bearer {token}") is None
+    assert bearer_claims(SETTINGS, f"Bearer {token}") is None
 
 
 @given(st.lists(st.text(max_size=60), min_size=3, max_size=3))

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.core.context import request_id_var
 from app.core.exceptions import UnauthorizedError
-from app.core.middleware import API_CSP, DOCS_CSP, EdgeMiddleware
+from app.core.middleware import API_CSP, DOCS_CSP, REDOC_CSP, EdgeMiddleware
 from app.main import create_app
 from tests.conftest import _ClientContext
 
@@ -109,7 +109,13 @@ async def test_health_is_cacheable_but_authenticated_calls_are_not(
 async def test_docs_get_their_own_csp(client: httpx.AsyncClient) -> None:
     response = await client.get("/docs")
     assert response.headers["content-security-policy"] == DOCS_CSP
-    assert "'unsafe-inline'" not in DOCS_CSP.split("script-src", 1)[1].split(";", 1)[0]
+    assert "'unsafe-inline'" not in DOCS_CSP
+    redoc = await client.get("/redoc")
+    assert redoc.headers["content-security-policy"] == REDOC_CSP
+    assert "'unsafe-inline'" not in REDOC_CSP.split("script-src", 1)[1].split(";", 1)[0]
+    assert (await client.get("/docs/assets/swagger-init.js")).headers[
+        "content-security-policy"
+    ] == DOCS_CSP
     api = await client.get("/api/v1/openapi.json")
     assert api.headers["content-security-policy"] == API_CSP
 

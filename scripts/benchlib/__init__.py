@@ -1,0 +1,1 @@
+"""The pieces of `scripts/bench.py`: wrk runs and their parsing, servers, seeding, reporting."""

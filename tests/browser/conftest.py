@@ -1,0 +1,131 @@
+"""The browser tests drive a real server through headless Chromium: one migrated SQLite file is
+all the database they need, and their servers use ports 18500-18599."""
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import TEST_SECRET_KEY, reset_schema
+
+PORT_RANGE = range(18500, 18600)
+# CI sets REQUIRE_BROWSER=1: a missing Chromium is then a failure, never a skip.
+REQUIRE_BROWSER = os.environ.get("REQUIRE_BROWSER") == "1"
+# Debian's `chromium` first (what CI installs), then its headless-only build.
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-headless-shell")
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('browser') / 'browser.db'}"
+    await reset_schema(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """The Chromium binary: CHROMIUM_PATH if set, else the first Debian one found."""
+    explicit = os.environ.get("CHROMIUM_PATH")
+    candidates = (explicit,) if explicit else CHROMIUM_CANDIDATES
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    message = f"no Chromium binary found (looked for {', '.join(c for c in candidates if c)})"
+    if REQUIRE_BROWSER:
+        pytest.fail(f"REQUIRE_BROWSER=1 but {message}")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    """A port in PORT_RANGE that nothing listens on right now."""
+    for port in random.sample(PORT_RANGE, len(PORT_RANGE)):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 18500-18599")
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    chromium_path: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """`uvicorn app.main:app` (one process, docs on) on a free port; yields its base URL.
+
+    It asks for `chromium_path` so that, with no browser, the tests skip before a server starts.
+    """
+    repo_dir = Path(__file__).resolve().parents[2]
+    log_path = tmp_path_factory.mktemp("browser-server") / "server.log"
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"REDIS_URL", "CORS_ORIGINS", "API_V1_PREFIX", "TRUSTED_PROXIES"}
+    }
+    env.update(
+        ENVIRONMENT="test",
+        DOCS_ENABLED="true",
+        DATABASE_URL=database_url,
+        SECRET_KEY=TEST_SECRET_KEY,
+        RATE_LIMIT_REQUESTS="100000",
+        AUTH_RATE_LIMIT_REQUESTS="100000",
+        LOG_FORMAT="json",
+    )
+    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--no-server-header", "--no-proxy-headers"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=repo_dir, env=env, stdout=log, stderr=log)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_live(base_url, process, log_path)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _wait_until_live(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    for _ in range(600):
+        if process.poll() is not None:
+            log = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log}")
+        try:
+            if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not come up; log at {log_path}")
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """`test-artifacts/` at the repo root (git-ignored): screenshots a reviewer can open."""
+    path = Path(__file__).resolve().parents[2] / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def chromium_args() -> list[str]:
+    return [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
