@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint fuzz bench format check clean
+.PHONY: install run test lint fuzz bench drills format check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ fuzz: install ## Schemathesis, all checks and phases, against a live server
 
 bench: install ## Keel (production server) vs ../shared/bench's ceiling with wrk; writes docs/benchmarks.md
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+drills: install ## Resilience drills (CONTRACT.md section 7) on throwaway PostgreSQL and Redis
+	scripts/drills
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -4,8 +4,8 @@ import asyncio
 import time
 from typing import Any
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import event, exc, text
+from sqlalchemy.engine import Dialect, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,7 +25,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine
     timeout_ms = settings.DATABASE_STATEMENT_TIMEOUT_MS
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.DATABASE_POOL_SIZE,
         max_overflow=settings.DATABASE_MAX_OVERFLOW,
@@ -45,6 +45,34 @@ def create_engine(settings: Settings) -> AsyncEngine:
             },
         },
     )
+    event.listen(engine.sync_engine, "do_connect", _connect_or_operational_error)
+    event.listen(engine.sync_engine, "handle_error", _timeout_as_operational_error)
+    return engine
+
+
+# asyncpg raises OSErrors as they are (connection refused, DNS failure, connect timeout) and its
+# `command_timeout` as a bare TimeoutError; SQLAlchemy wraps only DBAPI errors, so these two hooks
+# turn them into `OperationalError` (a DBAPIError): the 503 envelope, never a 500.
+
+
+def _connect_or_operational_error(
+    dialect: Dialect, _record: ConnectionPoolEntry, cargs: tuple[Any, ...], cparams: dict[str, Any]
+) -> Any:
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as error:
+        message = f"cannot connect to the database: {error!r}"
+        raise dialect.loaded_dbapi.OperationalError(message) from error
+
+
+def _timeout_as_operational_error(context: ExceptionContext) -> BaseException | None:
+    error = context.original_exception
+    if context.sqlalchemy_exception is not None or not isinstance(error, TimeoutError):
+        return None
+    # The server never answered: the connection's state is unknown, so it is dropped (alone).
+    context.is_disconnect = True
+    context.invalidate_pool_on_disconnect = False
+    return exc.OperationalError(context.statement, context.parameters, error)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

@@ -1,5 +1,6 @@
 """A database that cannot be reached: liveness holds, readiness and API calls answer 503."""
 
+import socket
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,40 @@ async def test_database_down(make_settings: Callable[..., Settings], make_client
         health = (await client.get("/health")).json()
         assert health["status"] == "degraded"
         assert health["checks"]["database"] == {"status": "error", "latency_ms": None}
+
+
+async def test_database_that_never_answers(
+    make_settings: Callable[..., Settings], make_client: Any
+) -> None:
+    """A connect timeout (asyncpg raises a bare TimeoutError) is the 503 envelope, not a 500."""
+    with socket.socket() as silent:  # accepts TCP connections (the kernel does), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        port = silent.getsockname()[1]
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/nothing"
+        settings = make_settings(DATABASE_URL=url, DATABASE_POOL_TIMEOUT_SECONDS=0.5)
+        async with make_client(settings) as client:
+            response = await client.post(
+                "/api/v1/auth/register", json={"email": "a@example.com", "password": "pass-1234"}
+            )
+    assert response.status_code == 503
+    assert response.json()["error"] == "service_unavailable"
+    assert response.headers["retry-after"] == "5"
+
+
+async def test_database_host_unknown(
+    make_settings: Callable[..., Settings], make_client: Any
+) -> None:
+    """A DNS failure (a plain OSError from asyncpg) is the 503 envelope, not a 500."""
+    url = "postgresql+asyncpg://postgres@db.invalid:5432/nothing"
+    async with make_client(make_settings(DATABASE_URL=url)) as client:
+        response = await client.get("/api/v1/items")  # unauthenticated: the session still opens
+        registered = await client.post(
+            "/api/v1/auth/register", json={"email": "a@example.com", "password": "pass-1234"}
+        )
+    assert response.status_code == 401
+    assert registered.status_code == 503
+    assert registered.json()["error"] == "service_unavailable"
 
 
 async def test_recovers_when_connections_are_killed(

@@ -32,15 +32,15 @@ def dockerfile_instruction(name: str) -> list[str]:
     raise AssertionError(f"no {name} in Dockerfile")
 
 
-def free_port() -> int:
-    for port in PORTS:
+def free_port(ports: range = PORTS) -> int:
+    for port in ports:
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise AssertionError("no free port in 18200-18299")
+    raise AssertionError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 @dataclass
@@ -56,9 +56,11 @@ class Gunicorn:
 
 
 def server_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
-    """A production-like environment on a migrated SQLite file; nothing inherited from pytest."""
-    database = f"sqlite+aiosqlite:///{tmp_path / 'keel.db'}"
-    migrations.upgrade(database)
+    """A production-like environment (on a migrated SQLite file unless `extra` names a
+    DATABASE_URL); nothing inherited from pytest."""
+    database = extra.get("DATABASE_URL") or f"sqlite+aiosqlite:///{tmp_path / 'keel.db'}"
+    if "DATABASE_URL" not in extra:
+        migrations.upgrade(database)
     env = {key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG"}}
     env |= {
         "ENVIRONMENT": "production",
@@ -73,9 +75,11 @@ def server_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_gunicorn(tmp_path: Path, app: str = "app.main:app", **extra: str) -> Iterator[Gunicorn]:
+def running_gunicorn(
+    tmp_path: Path, app: str = "app.main:app", ports: range = PORTS, **extra: str
+) -> Iterator[Gunicorn]:
     """Run the Dockerfile's CMD (optionally on another app), wait until ready, stop it after."""
-    port = free_port()
+    port = free_port(ports)
     env = server_env(tmp_path, port, **extra)
     argv = dockerfile_instruction("CMD")
     argv[-1] = app
