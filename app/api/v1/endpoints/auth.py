@@ -7,7 +7,7 @@ from fastapi import APIRouter, Form, status
 from app.api.v1.schemas.auth import LoginForm, RefreshRequest, TokenPair
 from app.api.v1.schemas.common import error_responses
 from app.api.v1.schemas.users import UserPublic, UserRegister
-from app.dependencies import AuthDep, SessionDep, SettingsDep
+from app.dependencies import CurrentSessionId, SessionDep, SettingsDep
 from app.services import auth_service, user_service
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -56,6 +56,6 @@ async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsD
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)
-async def logout(auth: AuthDep, session: SessionDep) -> None:
+async def logout(session_id: CurrentSessionId, session: SessionDep) -> None:
     """End this session: its access and refresh tokens stop working at once."""
-    await auth_service.logout(session, session_id=auth.session_id)
+    await auth_service.logout(session, session_id=session_id)
