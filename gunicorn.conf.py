@@ -37,11 +37,11 @@ timeout = 30
 # Longer than a load balancer's idle timeout (60 s on nginx and AWS ALB), so the proxy, never
 # the app, closes an idle connection and no request races a closing socket.
 keepalive = 75
-# Recycle each worker after 100-120k requests (jitter: not all at once) to bound a slow leak.
+# Recycle each worker after 1.0-1.2M requests (jitter: not all at once) to bound a slow leak.
 # Rarely: a recycled worker closes its keep-alive connections, and the memory benchmark
 # (docs/benchmarks.md) shows no growth to bound.
-max_requests = 100_000
-max_requests_jitter = 20_000
+max_requests = 1_000_000
+max_requests_jitter = 200_000
 # X-Forwarded-For / -Proto are believed only from these peers (empty: from nobody).
 forwarded_allow_ips = ",".join(str(network) for network in settings.TRUSTED_PROXIES)
 # The heartbeat file is fchmod-ed constantly: keep it in memory, off disk-backed /tmp.
