@@ -2,18 +2,15 @@
 all the database they need, and their servers use ports 18500-18599."""
 
 import os
-import random
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import TEST_SECRET_KEY, reset_schema
+from tests.servers import free_port, stop, wait_until_answering
 
 PORT_RANGE = range(18500, 18600)
 # CI sets REQUIRE_BROWSER=1: a missing Chromium is then a failure, never a skip.
@@ -43,18 +40,6 @@ def chromium_path() -> str:
     pytest.skip(message)
 
 
-def free_port() -> int:
-    """A port in PORT_RANGE that nothing listens on right now."""
-    for port in random.sample(PORT_RANGE, len(PORT_RANGE)):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18500-18599")
-
-
 @pytest.fixture(scope="session")
 def live_server(
     chromium_path: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
@@ -65,7 +50,7 @@ def live_server(
     """
     repo_dir = Path(__file__).resolve().parents[2]
     log_path = tmp_path_factory.mktemp("browser-server") / "server.log"
-    port = free_port()
+    port = free_port(PORT_RANGE)
     env = {
         key: value
         for key, value in os.environ.items()
@@ -86,29 +71,10 @@ def live_server(
         process = subprocess.Popen(command, cwd=repo_dir, env=env, stdout=log, stderr=log)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_live(base_url, process, log_path)
+        wait_until_answering(f"{base_url}/health/live", process, log_path)
         yield base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _wait_until_live(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    for _ in range(600):
-        if process.poll() is not None:
-            log = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log}")
-        try:
-            if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server did not come up; log at {log_path}")
+        stop(process)
 
 
 @pytest.fixture(scope="session")

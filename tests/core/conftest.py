@@ -1,12 +1,11 @@
 """The edge's tests do not depend on the database engine: one migrated SQLite file serves them
 all, instead of the SQLite + PostgreSQL pair the API tests run on."""
 
-import random
-import socket
 from pathlib import Path
 
 import pytest
 
+from tests import servers
 from tests.conftest import reset_schema
 
 PORT_RANGE = range(18100, 18200)  # the ports this suite's servers may use
@@ -20,15 +19,7 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def free_port() -> int:
-    """A port in PORT_RANGE that nothing listens on right now."""
-    for port in random.sample(PORT_RANGE, len(PORT_RANGE)):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18100-18199")
+    return servers.free_port(PORT_RANGE)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import TEST_SECRET_KEY
 from tests.core.conftest import free_port
 from tests.core.test_rate_limit import clear_keys
+from tests.servers import stop
 
 LIMIT = 20
 REQUESTS = 48
@@ -47,12 +48,7 @@ def server(redis_url: str, tmp_path: Path, repo_dir: Path) -> Iterator[tuple[str
         _wait_until_live(base_url, process, log_path)
         yield base_url, log_path
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)
 
 
 def _wait_until_live(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:

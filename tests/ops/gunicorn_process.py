@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from app.core import migrations
+from tests import servers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PORTS = range(18200, 18300)  # this project's share of the machine's test ports
@@ -33,14 +33,7 @@ def dockerfile_instruction(name: str) -> list[str]:
 
 
 def free_port(ports: range = PORTS) -> int:
-    for port in ports:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError(f"no free port in {ports.start}-{ports.stop - 1}")
+    return servers.free_port(ports)
 
 
 @dataclass
