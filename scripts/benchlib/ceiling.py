@@ -52,9 +52,10 @@ def ensure_venv(bench_dir: Path) -> str:
     return "created"
 
 
-def seed(ceiling: Ceiling) -> str:
+def _run_script(ceiling: Ceiling, script: str) -> str:
+    """Run one of the ceiling's own scripts with its settings; return what it printed."""
     done = subprocess.run(
-        [str(ceiling.python), "ceiling/seed.py"],
+        [str(ceiling.python), f"ceiling/{script}"],
         env=ceiling.env,
         cwd=ceiling.bench_dir,
         check=True,
@@ -62,6 +63,10 @@ def seed(ceiling: Ceiling) -> str:
         text=True,
     )
     return done.stdout.strip()
+
+
+def seed(ceiling: Ceiling) -> str:
+    return _run_script(ceiling, "seed.py")
 
 
 def start(groups: ProcessGroups, ceiling: Ceiling, port: int, log_dir: Path) -> Server:
@@ -97,12 +102,4 @@ def start(groups: ProcessGroups, ceiling: Ceiling, port: int, log_dir: Path) -> 
 
 
 def mint_token(ceiling: Ceiling) -> str:
-    done = subprocess.run(
-        [str(ceiling.python), "ceiling/mint_token.py"],
-        env=ceiling.env,
-        cwd=ceiling.bench_dir,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip()
+    return _run_script(ceiling, "mint_token.py")
