@@ -1,5 +1,5 @@
 from sqlalchemy import String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from app.models.base import Base, Timestamps, UUIDPrimaryKey
 
@@ -14,3 +14,7 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     hashed_password: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(default=True)
     is_superuser: Mapped[bool] = mapped_column(default=False)
+
+    @validates("email")
+    def _lower_email(self, _key: str, email: str) -> str:
+        return email.lower()

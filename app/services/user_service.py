@@ -35,7 +35,7 @@ async def create(
     await _ensure_email_free(session, email)
     return await user_repository.add(
         session,
-        email=email.lower(),
+        email=email,
         full_name=full_name,
         hashed_password=await hash_password(password),
         is_active=is_active,
@@ -58,7 +58,6 @@ async def update(session: AsyncSession, user: User, changes: dict[str, Any]) -> 
     """Apply the fields a client sent; a new password or deactivation ends every session."""
     values = dict(changes)
     if "email" in values:
-        values["email"] = values["email"].lower()
         await _ensure_email_free(session, values["email"], except_id=user.id)
     password = values.pop("password", None)
     if password is not None:
