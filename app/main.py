@@ -52,8 +52,9 @@ def _announce_embedded_defaults(settings: Settings) -> None:
 def edge_middleware(settings: Settings, rate_limiter: RateLimiter) -> list[Middleware]:
     """The pure-ASGI stack, outermost first."""
     return [
-        # Request id, security headers, timing, body limit, deadline, the 500 envelope and the
-        # access line, with CORS just inside it: every response passes through it.
+        # Request id, security headers, timing, body limit, deadline, the 500 envelope, the
+        # access line and the request metrics, with CORS just inside it: every response passes
+        # through it.
         Middleware(EdgeMiddleware, settings=settings),
         Middleware(RateLimitMiddleware, limiter=rate_limiter, settings=settings),
     ]
@@ -122,8 +123,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if docs:
         install_docs(app)
     document_token_url(app)
-    # Keep it the last middleware added (the outermost): it then counts every answer, 429s too.
-    app.add_middleware(metrics.MetricsMiddleware)
     return app
 
 

@@ -1,7 +1,6 @@
 """Request-body limits: by the declared Content-Length, and by counting what actually arrives."""
 
 from starlette.exceptions import HTTPException
-from starlette.types import Message, Receive
 
 
 class PayloadTooLargeError(HTTPException):
@@ -25,23 +24,3 @@ def declared_length_error(content_length: bytes | None, limit: int) -> tuple[int
     if int(content_length) > limit:
         return 413, PayloadTooLargeError(limit).detail
     return None
-
-
-def bounded_receive(receive: Receive, limit: int) -> Receive:
-    """`receive`, counting body bytes as they arrive: nothing is buffered here.
-
-    Used even when a Content-Length was declared: chunked bodies have none, and not every server
-    holds a body to its declared length.
-    """
-    received = 0
-
-    async def receive_within_limit() -> Message:
-        nonlocal received
-        message = await receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise PayloadTooLargeError(limit)
-        return message
-
-    return receive_within_limit

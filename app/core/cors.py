@@ -3,7 +3,7 @@
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from app.config import Settings
 from app.core.exceptions import error_response
@@ -22,14 +22,14 @@ EXPOSED_HEADERS = (
     "RateLimit-Policy",
 )
 _ENTITY_HEADERS = frozenset({"content-length", "content-type"})
-_VARY_ORIGIN = (b"vary", b"Origin")
 
 
 class EnvelopeCORSMiddleware(CORSMiddleware):
     """Starlette's CORSMiddleware, except that a refused preflight is the 400 envelope.
 
     Starlette answers it in plain text; the CORS headers it computed are kept (a refused origin
-    still gets no `Access-Control-Allow-Origin`).
+    still gets no `Access-Control-Allow-Origin`). The edge middleware sends it only requests that
+    carry an `Origin` header, and adds `Vary: Origin` to the others' answers itself.
     """
 
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
@@ -45,23 +45,6 @@ class EnvelopeCORSMiddleware(CORSMiddleware):
             expose_headers=EXPOSED_HEADERS,
             max_age=600,
         )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not any(name == b"origin" for name, _ in scope["headers"]):
-            if not self.allow_origins:  # no origin is ever allowed: answers never vary by it
-                await self.app(scope, receive, send)
-                return
-
-            # Not a CORS request (most API traffic): skip the header parsing and only say that
-            # the answer would differ for one, as Starlette's CORSMiddleware does.
-            async def send_with_vary(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message["headers"] = [*message.get("headers", ()), _VARY_ORIGIN]
-                await send(message)
-
-            await self.app(scope, receive, send_with_vary)
-            return
-        await super().__call__(scope, receive, send)
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)

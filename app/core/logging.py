@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import IO, Any, Final
@@ -26,6 +25,7 @@ REDACTED: Final = "[REDACTED]"
 SENSITIVE_KEY_PARTS: Final = ("password", "token", "secret", "authorization", "cookie", "api_key")
 
 _stderr_lock = threading.Lock()
+_LINE_OPTIONS: Final = orjson.OPT_APPEND_NEWLINE | orjson.OPT_UTC_Z
 
 
 class StderrLogger:
@@ -45,9 +45,11 @@ class StderrLogger:
     @staticmethod
     def write_line(line: bytes) -> None:
         with _stderr_lock:
-            view = memoryview(line)
-            while view:  # a write may be partial (a long traceback into a pipe)
-                view = view[os.write(2, view) :]
+            written = os.write(2, line)
+            if written < len(line):  # a partial write (a long traceback into a full pipe)
+                view = memoryview(line)[written:]
+                while view:
+                    view = view[os.write(2, view) :]
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
@@ -138,45 +140,68 @@ def _is_tty(stream: IO[str]) -> bool:
 class AccessLog:
     """The access line, the one line every request writes.
 
-    In JSON mode it is rendered here directly (orjson, one `write`), with the same keys a
-    structlog line has: ~2 µs instead of ~10 µs through the processor chain, which is most of
-    what the edge middleware costs a request. Its fields are fixed and hold no secret. In console
-    mode it goes through structlog like any other line.
+    In JSON mode it is rendered here directly (one dict, orjson, one `write`), with the keys a
+    structlog line has: a few µs instead of ~10 µs through the processor chain, on every request.
+    Its fields are fixed and hold no secret. In console mode it goes through structlog like any
+    other line.
     """
 
     def __init__(self) -> None:
         self.enabled = True
         self.json = False
         self._logger = structlog.get_logger("app.access")
-        self._second = -1
-        self._prefix = ""
+        self._pid = os.getpid()
 
     def configure(self, settings: Settings) -> None:
+        """Called in each worker's lifespan, so after any fork."""
         self.enabled = logging.getLevelNamesMapping()[settings.LOG_LEVEL] <= logging.INFO
         self.json = settings.log_format == "json"
+        self._pid = os.getpid()
 
-    def write(self, fields: dict[str, Any]) -> None:
+    def write(
+        self,
+        *,
+        method: str,
+        route: str | None,
+        path: str | None,
+        status: int | None,
+        seconds: float,
+        client_ip: str,
+        request_id: str,
+    ) -> None:
         if not self.enabled:
             return
+        duration_ms = round(seconds * 1000, 2)
         if not self.json:
-            self._logger.info("request", **fields)
+            self._logger.info(
+                "request",
+                method=method,
+                route=route,
+                path=path,
+                status=status,
+                duration_ms=duration_ms,
+                client_ip=client_ip,
+            )
             return
-        fields["event"] = "request"
-        add_request_context(None, "info", fields)
-        fields["level"] = "info"
-        fields["logger"] = "app.access"
-        fields["pid"] = os.getpid()
-        fields["timestamp"] = self._timestamp()
-        StderrLogger.write_line(orjson.dumps(fields, default=str, option=orjson.OPT_APPEND_NEWLINE))
-
-    def _timestamp(self) -> str:
-        """UTC ISO-8601 like structlog's TimeStamper, the date part formatted once a second."""
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
+        line = {
+            "method": method,
+            "route": route,
+            "path": path,
+            "status": status,
+            "duration_ms": duration_ms,
+            "client_ip": client_ip,
+            "event": "request",
+            "request_id": request_id,
+            "level": "info",
+            "logger": "app.access",
+            "pid": self._pid,
+            # orjson renders it as structlog's TimeStamper does: 2026-11-24T22:09:50.709161Z
+            "timestamp": datetime.now(UTC),
+        }
+        user_id = user_id_var.get()
+        if user_id is not None:
+            line["user_id"] = user_id
+        StderrLogger.write_line(orjson.dumps(line, option=_LINE_OPTIONS))
 
 
 access_log = AccessLog()

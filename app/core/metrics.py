@@ -6,8 +6,6 @@ default registry is served.
 """
 
 import os
-import time
-from functools import cache
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,9 +19,6 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from app.core.routes import route_template
 
 UNMATCHED_ROUTE = "<unmatched>"  # one label for every unknown path: raw paths explode cardinality
 OTHER_METHOD = "OTHER"  # clients may send any token as a method; labels stay bounded
@@ -31,6 +26,9 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 
 # Buckets for an API whose requests mostly take milliseconds, with a tail up to the deadline.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+# Status 499 (nginx's convention): the client went away, or the server shut down, before an answer.
+CLIENT_CLOSED = 499
 
 REQUESTS = Counter("http_requests_total", "HTTP requests answered.", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -92,49 +90,60 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-def _route_label(scope: Scope) -> str:
-    return route_template(scope) or UNMATCHED_ROUTE
+class MethodSeries:
+    """One method label's series: requests in flight, and answered ones by route and status.
+
+    Label lookups validate and lock on every call; the label sets are few (methods x routes x
+    statuses), so each child is looked up once per process and kept here.
+    """
+
+    __slots__ = ("_answered", "in_progress", "label")
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.in_progress = IN_PROGRESS.labels(method=label)
+        self._answered: dict[tuple[str | None, int], tuple[Counter, Histogram]] = {}
+
+    def answered(self, route: str | None, status: int) -> tuple[Counter, Histogram]:
+        series = self._answered.get((route, status))
+        if series is None:
+            labels = {
+                "method": self.label,
+                "route": route or UNMATCHED_ROUTE,
+                "status": str(status),
+            }
+            series = self._answered[route, status] = (
+                REQUESTS.labels(**labels),
+                LATENCY.labels(**labels),
+            )
+        return series
 
 
-# Label lookups validate and lock on every call; the label sets are few (methods x routes x
-# statuses), so each one's children are looked up once per process and kept.
-@cache
-def _in_progress(method: str) -> Gauge:
-    return IN_PROGRESS.labels(method=method)
+_by_method: dict[str, MethodSeries] = {}
 
 
-@cache
-def _series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
-    labels = {"method": method, "route": route, "status": str(status)}
-    return REQUESTS.labels(**labels), LATENCY.labels(**labels)
+def _method_series(method: str) -> MethodSeries:
+    label = method if method in KNOWN_METHODS else OTHER_METHOD
+    series = _by_method.get(label)
+    if series is None:
+        series = _by_method[label] = MethodSeries(label)
+    return series
 
 
-class MetricsMiddleware:
-    """Pure ASGI: count requests and time them by method, route template and status."""
+def request_started(method: str) -> MethodSeries:
+    """Count a request in flight; pass what it returns to `request_finished`."""
+    series = _by_method.get(method) or _method_series(method)
+    series.in_progress.inc()
+    return series
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
-        status = 500  # what the client gets if the app raises before starting a response
-        started = time.perf_counter()
+def request_finished(series: MethodSeries, route: str | None, status: int, seconds: float) -> None:
+    """Count and time an answered request, by method label, route template and status.
 
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        in_progress = _in_progress(method)
-        in_progress.inc()
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            in_progress.dec()
-            count, latency = _series(method, _route_label(scope), status)
-            count.inc()
-            latency.observe(time.perf_counter() - started)
+    The edge middleware (the outermost layer) calls both, so every answer is counted, its own
+    413, 429, 500 and 503 envelopes included.
+    """
+    series.in_progress.dec()
+    count, latency = series.answered(route, status)
+    count.inc()
+    latency.observe(seconds)

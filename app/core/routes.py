@@ -30,3 +30,25 @@ def route_template(scope: Scope) -> str | None:
         setattr(state, _TEMPLATES, templates)
     template = templates.get(id(route)) if templates else None
     return template or getattr(route, "path_format", None) or getattr(route, "path", None)
+
+
+class RouteTemplates:
+    """`route_template` with a cache, for the edge middleware of one app.
+
+    Routes are not hashable: the cache is keyed by `id()` and keeps the route itself, so an id
+    reused by a later route is never mistaken for the one that held it.
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[Any, str | None]] = {}
+
+    def __call__(self, scope: Scope) -> str | None:
+        route = scope.get("route")
+        if route is None:
+            return None
+        cached = self._by_id.get(id(route))
+        if cached is not None and cached[0] is route:
+            return cached[1]
+        template = route_template(scope)
+        self._by_id[id(route)] = (route, template)
+        return template

@@ -35,6 +35,26 @@ async def test_allowed_origin_is_echoed(cors_client: httpx.AsyncClient) -> None:
     assert "Origin" in response.headers["vary"]
 
 
+async def test_answers_to_requests_without_origin_vary_by_origin(
+    cors_client: httpx.AsyncClient,
+) -> None:
+    # A cache must not hand this answer (no Access-Control-Allow-Origin) to a browser's request.
+    response = await cors_client.get("/health/live")
+    assert response.status_code == 200
+    assert response.headers.get_list("vary") == ["Origin"]
+    assert "access-control-allow-origin" not in response.headers
+    with_origin = await cors_client.get("/health/live", headers={"Origin": ALLOWED})
+    assert with_origin.headers.get_list("vary") == ["Origin"]  # once, from the CORS layer
+
+
+async def test_without_cors_origins_answers_do_not_vary(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], _ClientContext]
+) -> None:
+    async with make_client(make_settings()) as client:
+        response = await client.get("/health/live")
+    assert "vary" not in response.headers
+
+
 async def test_disallowed_origin_gets_no_allow_origin(cors_client: httpx.AsyncClient) -> None:
     response = await cors_client.get("/health/live", headers={"Origin": OTHER})
     assert response.status_code == 200

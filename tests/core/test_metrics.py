@@ -1,11 +1,15 @@
 """Prometheus metrics in one process: scraped through GET /metrics after real traffic."""
 
+from collections.abc import Callable
+
 import httpx
 from fastapi import FastAPI, HTTPException
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.config import Settings
 from app.core import metrics
-from app.core.metrics import MetricsMiddleware, record_rate_limited
+from app.core.metrics import record_rate_limited
+from app.core.middleware import EdgeMiddleware
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -80,7 +84,8 @@ async def test_metrics_route_is_outside_the_api_and_its_schema(
     assert (await client.get(f"{app.state.settings.API_V1_PREFIX}/metrics")).status_code == 404
 
 
-def _instrumented_app() -> FastAPI:
+def _instrumented_app(settings: Settings) -> FastAPI:
+    """A bare app behind the edge middleware alone, which records the request metrics."""
     app = FastAPI()
 
     @app.get("/things/{thing_id}")
@@ -93,12 +98,19 @@ def _instrumented_app() -> FastAPI:
     async def boom() -> None:
         raise RuntimeError("boom")
 
-    app.add_middleware(MetricsMiddleware)
+    @app.post("/upload")
+    async def upload() -> None:
+        raise AssertionError("a refused body never reaches the endpoint")
+
+    app.add_middleware(EdgeMiddleware, settings=settings)
     return app
 
 
-async def test_middleware_labels_templates_errors_and_odd_methods() -> None:
-    transport = httpx.ASGITransport(app=_instrumented_app(), raise_app_exceptions=False)
+async def test_middleware_labels_templates_errors_and_odd_methods(
+    make_settings: Callable[..., Settings],
+) -> None:
+    app = _instrumented_app(make_settings(MAX_REQUEST_BODY_BYTES=10))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         before = samples(metrics.render()[0].decode())
         assert (await client.get("/things/1")).status_code == 200
@@ -106,6 +118,8 @@ async def test_middleware_labels_templates_errors_and_odd_methods() -> None:
         assert (await client.get("/things/0")).status_code == 404
         assert (await client.get("/boom")).status_code == 500
         assert (await client.request("BREW", "/things/1")).status_code == 405
+        # Answered by the edge itself, before any route is matched: counted all the same.
+        assert (await client.post("/upload", content=b"x" * 11)).status_code == 413
         after = samples(metrics.render()[0].decode())
 
     def delta(**labels: str) -> float:
@@ -117,4 +131,5 @@ async def test_middleware_labels_templates_errors_and_odd_methods() -> None:
     assert delta(method="GET", route="/things/{thing_id}", status="404") == 1
     assert delta(method="GET", route="/boom", status="500") == 1
     assert delta(method="OTHER", route="/things/{thing_id}", status="405") == 1
+    assert delta(method="POST", route="<unmatched>", status="413") == 1
     assert value(after, "http_requests_in_progress", method="GET") == 0
