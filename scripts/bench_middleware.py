@@ -123,5 +123,6 @@ def main() -> int:
     )
     return 0 if ratio >= BUDGET else 1
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,10 +1,13 @@
 """Prometheus metrics in one process: scraped through GET /metrics after real traffic."""
 
+import asyncio
 from collections.abc import Callable
 
 import httpx
+import pytest
 from fastapi import FastAPI, HTTPException
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.types import Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.core import metrics
@@ -132,4 +135,40 @@ async def test_middleware_labels_templates_errors_and_odd_methods(
     assert delta(method="GET", route="/boom", status="500") == 1
     assert delta(method="OTHER", route="/things/{thing_id}", status="405") == 1
     assert delta(method="POST", route="<unmatched>", status="413") == 1
+    assert value(after, "http_requests_in_progress", method="GET") == 0
+
+
+async def test_a_request_cancelled_before_its_answer_counts_as_499(
+    make_settings: Callable[..., Settings],
+) -> None:
+    started = asyncio.Event()
+
+    async def endless(scope: Scope, receive: Receive, send: Send) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    edge = EdgeMiddleware(endless, settings=make_settings())
+    scope: Scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/slow",
+        "headers": [],
+        "client": ("127.0.0.1", 1),
+    }
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        raise AssertionError("nothing is sent for a request the server cancelled")
+
+    labels = {"method": "GET", "route": "<unmatched>", "status": "499"}
+    before = value(samples(metrics.render()[0].decode()), "http_requests_total", **labels)
+    task = asyncio.create_task(edge(scope, receive, send))  # the server's task, as Uvicorn does
+    await started.wait()
+    task.cancel()  # the client went away
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    after = samples(metrics.render()[0].decode())
+    assert value(after, "http_requests_total", **labels) - before == 1
     assert value(after, "http_requests_in_progress", method="GET") == 0
