@@ -1,6 +1,6 @@
 """The outermost layer: request id, headers, timing, limits, errors, access log and metrics.
 
-Pure ASGI: one `send` wrapper per request does what seven separate layers would, and contextvars
+Pure ASGI: one pass per request does what a stack of separate layers would, and contextvars
 set here are seen by the endpoint and every log line of the request.
 """
 
