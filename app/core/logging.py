@@ -45,11 +45,9 @@ class StderrLogger:
     @staticmethod
     def write_line(line: bytes) -> None:
         with _stderr_lock:
-            written = os.write(2, line)
-            if written < len(line):  # a partial write (a long traceback into a full pipe)
-                view = memoryview(line)[written:]
-                while view:
-                    view = view[os.write(2, view) :]
+            view = memoryview(line)
+            while view:  # a write may be partial (a long traceback into a pipe)
+                view = view[os.write(2, view) :]
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 

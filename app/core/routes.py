@@ -5,38 +5,25 @@ from typing import Any
 from fastapi.routing import iter_route_contexts
 from starlette.types import Scope
 
-_TEMPLATES = "keel.route_templates"
 
-
-def route_template(scope: Scope) -> str | None:
-    """The full template of the route that answered, or None when no route matched.
+def _full_template(app: Any, route: Any) -> str | None:
+    """The route's path with the prefixes it was included under.
 
     Since FastAPI 0.16x, `scope["route"]` is the route as declared in its router, so its own
-    `path` lacks the prefixes it was included under; the full template comes from the app's
-    route contexts, indexed once per app.
+    `path` lacks those prefixes; the app's route contexts carry the full one.
     """
-    route: Any = scope.get("route")
-    if route is None:
-        return None
-    app: Any = scope.get("app")
-    state = getattr(app, "state", None)
-    templates: dict[int, str] | None = getattr(state, _TEMPLATES, None)
-    if templates is None and state is not None:
-        templates = {
-            id(context.original_route): context.path_format
-            for context in iter_route_contexts(app.routes)
-            if context.path_format
-        }
-        setattr(state, _TEMPLATES, templates)
-    template = templates.get(id(route)) if templates else None
-    return template or getattr(route, "path_format", None) or getattr(route, "path", None)
+    for context in iter_route_contexts(getattr(app, "routes", ())):
+        if context.original_route is route and context.path_format:
+            return str(context.path_format)
+    return getattr(route, "path_format", None) or getattr(route, "path", None)
 
 
 class RouteTemplates:
-    """`route_template` with a cache, for the edge middleware of one app.
+    """The full template of the route that answered, or None when no route matched.
 
-    Routes are not hashable: the cache is keyed by `id()` and keeps the route itself, so an id
-    reused by a later route is never mistaken for the one that held it.
+    One per app (the edge middleware keeps it), each route looked up once. Routes are not
+    hashable: the cache is keyed by `id()` and keeps the route itself, so an id reused by a later
+    route is never mistaken for the one that held it.
     """
 
     def __init__(self) -> None:
@@ -49,6 +36,6 @@ class RouteTemplates:
         cached = self._by_id.get(id(route))
         if cached is not None and cached[0] is route:
             return cached[1]
-        template = route_template(scope)
+        template = _full_template(scope.get("app"), route)
         self._by_id[id(route)] = (route, template)
         return template

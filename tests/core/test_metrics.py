@@ -172,3 +172,16 @@ async def test_a_request_cancelled_before_its_answer_counts_as_499(
     after = samples(metrics.render()[0].decode())
     assert value(after, "http_requests_total", **labels) - before == 1
     assert value(after, "http_requests_in_progress", method="GET") == 0
+
+
+async def test_included_routes_are_labelled_with_their_full_template(
+    client: httpx.AsyncClient,
+) -> None:
+    # The items router is declared without its /api/v1/items prefix; the label must carry it.
+    labels = {"method": "GET", "route": "/api/v1/items/{item_id}", "status": "401"}
+    before = value(await scrape(client), "http_requests_total", **labels)
+    for item_id in ("3f0c6b1e-7f41-4a55-9b53-0d2a3c9e8a11", "5b7e8f2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b"):
+        assert (await client.get(f"/api/v1/items/{item_id}")).status_code == 401
+    after = await scrape(client)
+    assert value(after, "http_requests_total", **labels) - before == 2
+    assert item_id not in (await client.get("/metrics")).text
