@@ -1,7 +1,7 @@
 """One request passing through the edge middleware, as a single object on the hot path.
 
 It counts the request body as it arrives (413 past the limit), adds the edge's headers to the
-answer, remembers its status and start time, and cancels the request's task when the deadline
+answer, and remembers its status and start time; `Deadlines` cancels its task when the deadline
 passes. One allocation per request instead of a wrapper, a closure and a timer object each.
 """
 
@@ -22,7 +22,8 @@ class Exchange:
         "_receive",
         "_send",
         "_task",
-        "_timer",
+        "_watch",
+        "deadline",
         "expired",
         "extra",
         "limit",
@@ -40,7 +41,7 @@ class Exchange:
         request_id: str,
         *,
         max_body_bytes: int,
-        timeout_seconds: float,
+        deadlines: "Deadlines",
     ) -> None:
         self.start = perf_counter()
         self.status = 0  # until the response starts
@@ -56,8 +57,8 @@ class Exchange:
         self._task = task
         self._cancelling = task.cancelling()
         self.expired = False
-        # One timer handle: `asyncio.timeout` costs about four times as much on every request.
-        self._timer = asyncio.get_running_loop().call_later(timeout_seconds, self._expire)
+        self.deadline = 0.0  # in the event loop's clock, set by `watch`
+        self._watch = deadlines.watch(self)
 
     async def receive(self) -> Message:
         """The server's `receive`, counting body bytes: chunked bodies declare no length."""
@@ -88,10 +89,11 @@ class Exchange:
         await self._send(message)
 
     def close(self) -> None:
-        """Stop the deadline's timer: the request is over."""
-        self._timer.cancel()
+        """The request is over: its deadline no longer applies."""
+        self._watch.inflight.pop(self, None)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """The deadline passed: cancel the request's work."""
         self.expired = True
         self._task.cancel()
 
@@ -102,3 +104,58 @@ class Exchange:
         cancelled the task too (e.g. the server shutting down), it must propagate.
         """
         return self.expired and self._task.uncancel() <= self._cancelling
+
+
+class Deadlines:
+    """Cancels the requests that outlive the timeout, with a single timer per event loop.
+
+    Every request gets the same timeout, so the requests in flight, kept in arrival order, are
+    in deadline order too: the timer only ever waits for the oldest one, and is set again when
+    it fires. A request costs a dict insert and delete, where a timer of its own (`call_later`,
+    `asyncio.timeout`) costs an allocation in the loop, and in uvloop a libuv handle.
+    """
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self.timeout = timeout_seconds
+        self._current: _LoopDeadlines | None = None
+
+    def watch(self, exchange: Exchange) -> "_LoopDeadlines":
+        """Cancel the exchange's task once the timeout passes, unless it is closed first."""
+        loop = asyncio.get_running_loop()
+        current = self._current
+        if current is None or current.loop is not loop:
+            # A worker has one loop; tests start several. A set left for another loop lives on
+            # (its requests and its timer hold it) and still enforces its own deadlines.
+            current = self._current = _LoopDeadlines(loop)
+        exchange.deadline = loop.time() + self.timeout
+        current.add(exchange)
+        return current
+
+
+class _LoopDeadlines:
+    """The requests in flight on one event loop, oldest first, and the timer for the oldest."""
+
+    __slots__ = ("inflight", "loop", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.inflight: dict[Exchange, None] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, exchange: Exchange) -> None:
+        self.inflight[exchange] = None
+        if self.timer is None:  # else it fires at or before this (later) deadline
+            self.timer = self.loop.call_at(exchange.deadline, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        expired: list[Exchange] = []
+        for exchange in self.inflight:
+            if exchange.deadline > now:
+                self.timer = self.loop.call_at(exchange.deadline, self._fire)
+                break
+            expired.append(exchange)
+        for exchange in expired:
+            del self.inflight[exchange]
+            exchange.expire()

@@ -45,9 +45,11 @@ class StderrLogger:
     @staticmethod
     def write_line(line: bytes) -> None:
         with _stderr_lock:
-            view = memoryview(line)
-            while view:  # a write may be partial (a long traceback into a pipe)
-                view = view[os.write(2, view) :]
+            written = os.write(2, line)
+            if written < len(line):  # a partial write (a long traceback into a full pipe)
+                view = memoryview(line)[written:]
+                while view:
+                    view = view[os.write(2, view) :]
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
@@ -169,7 +171,7 @@ class AccessLog:
     ) -> None:
         if not self.enabled:
             return
-        duration_ms = round(seconds * 1000, 2)
+        duration_ms = int(seconds * 100_000 + 0.5) / 100  # to 0.01 ms; a quarter of round()'s cost
         if not self.json:
             self._logger.info(
                 "request",

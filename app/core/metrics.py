@@ -6,6 +6,7 @@ default registry is served.
 """
 
 import os
+from bisect import bisect_left
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -90,6 +91,30 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+class _Answered:
+    """One (method, route, status) label set: its request counter and latency histogram.
+
+    Updated through the value cells that prometheus-client's `inc` and `observe` end in (in
+    both its single-process and its multiprocess value classes): the public calls re-check the
+    child's labels on every call, four Python calls per increment, and this runs on every
+    request. `tests/core/test_metrics.py` checks the exposed counts, sums and buckets.
+    """
+
+    __slots__ = ("_bounds", "_buckets", "_count", "_sum")
+
+    def __init__(self, counter: Counter, histogram: Histogram) -> None:
+        self._count = counter._value
+        self._sum = histogram._sum
+        self._buckets = histogram._buckets
+        self._bounds = histogram._upper_bounds  # ends with +Inf: every value has a bucket
+
+    def record(self, seconds: float) -> None:
+        self._count.inc(1)
+        self._sum.inc(seconds)
+        # Bucket i counts the values in (bound i-1, bound i]; the exposition accumulates them.
+        self._buckets[bisect_left(self._bounds, seconds)].inc(1)
+
+
 class MethodSeries:
     """One method label's series: requests in flight, and answered ones by route and status.
 
@@ -101,10 +126,10 @@ class MethodSeries:
 
     def __init__(self, label: str) -> None:
         self.label = label
-        self.in_progress = IN_PROGRESS.labels(method=label)
-        self._answered: dict[tuple[str | None, int], tuple[Counter, Histogram]] = {}
+        self.in_progress = IN_PROGRESS.labels(method=label)._value
+        self._answered: dict[tuple[str | None, int], _Answered] = {}
 
-    def answered(self, route: str | None, status: int) -> tuple[Counter, Histogram]:
+    def answered(self, route: str | None, status: int) -> _Answered:
         series = self._answered.get((route, status))
         if series is None:
             labels = {
@@ -112,9 +137,8 @@ class MethodSeries:
                 "route": route or UNMATCHED_ROUTE,
                 "status": str(status),
             }
-            series = self._answered[route, status] = (
-                REQUESTS.labels(**labels),
-                LATENCY.labels(**labels),
+            series = self._answered[route, status] = _Answered(
+                REQUESTS.labels(**labels), LATENCY.labels(**labels)
             )
         return series
 
@@ -133,7 +157,7 @@ def _method_series(method: str) -> MethodSeries:
 def request_started(method: str) -> MethodSeries:
     """Count a request in flight; pass what it returns to `request_finished`."""
     series = _by_method.get(method) or _method_series(method)
-    series.in_progress.inc()
+    series.in_progress.inc(1)
     return series
 
 
@@ -143,7 +167,5 @@ def request_finished(series: MethodSeries, route: str | None, status: int, secon
     The edge middleware (the outermost layer) calls both, so every answer is counted, its own
     413, 429, 500 and 503 envelopes included.
     """
-    series.in_progress.dec()
-    count, latency = series.answered(route, status)
-    count.inc()
-    latency.observe(seconds)
+    series.in_progress.inc(-1)
+    series.answered(route, status).record(seconds)

@@ -5,10 +5,10 @@ set here are seen by the endpoint and every log line of the request.
 """
 
 import asyncio
-import os
 import re
 from collections.abc import Iterable, Sequence
 from functools import partial
+from random import getrandbits
 from time import perf_counter
 from typing import Final
 
@@ -22,7 +22,7 @@ from app.core.body_limit import PayloadTooLargeError, declared_length_error
 from app.core.context import request_id_var, user_id_var
 from app.core.cors import EnvelopeCORSMiddleware
 from app.core.exceptions import error_response
-from app.core.exchange import Exchange
+from app.core.exchange import Deadlines, Exchange
 from app.core.headers import (
     API_CSP,
     DOCS_CSP,
@@ -65,10 +65,19 @@ def _scan(headers: Iterable[Header]) -> tuple[bytes | None, bytes | None, bool, 
     )
 
 
+# A version 4 UUID is 122 random bits with the version (4) and variant (0b10) bits fixed.
+_UUID4_CLEAR: Final = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_UUID4_SET: Final = (0x4 << 76) | (0x2 << 62)
+
+
 def new_request_id() -> str:
-    """A random (version 4) UUID; formatted here at twice the speed of `str(uuid.uuid4())`."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    """A random (version 4) UUID, at four times the speed of `str(uuid.uuid4())`.
+
+    A request id must be unique, not unguessable: the Mersenne Twister (seeded from the OS, and
+    again in every forked worker) spares a system call per request.
+    """
+    h = "%032x" % (getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _request_id(candidate: bytes | None) -> str:
@@ -116,6 +125,7 @@ class EdgeMiddleware:
         self.trusted_proxies: Sequence[Network] = settings.TRUSTED_PROXIES
         self.max_body_bytes = settings.MAX_REQUEST_BODY_BYTES
         self.timeout_seconds = settings.REQUEST_TIMEOUT_SECONDS
+        self.deadlines = Deadlines(self.timeout_seconds)
         self.route_template = RouteTemplates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -134,7 +144,7 @@ class EdgeMiddleware:
             extra,
             request_id,
             max_body_bytes=self.max_body_bytes,
-            timeout_seconds=self.timeout_seconds,
+            deadlines=self.deadlines,
         )
         series = metrics.request_started(scope["method"])
         request_token = request_id_var.set(request_id)

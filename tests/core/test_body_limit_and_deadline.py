@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
@@ -133,6 +134,46 @@ async def test_deadline_answers_503_and_cancels_the_work(
     assert body["request_id"] == response.headers["x-request-id"]
     assert response.headers["x-content-type-options"] == "nosniff"
     assert events == ["started", "cancelled"]
+
+
+async def test_each_request_gets_its_whole_deadline_while_others_are_in_flight(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], _ClientContext]
+) -> None:
+    """One timer serves every request in flight: it must move on to the next oldest."""
+    timeout = 0.3
+    context = make_client(make_settings(REQUEST_TIMEOUT_SECONDS=timeout))
+
+    @context.app.get("/api/v1/_test/slow")
+    async def slow() -> dict[str, bool]:
+        await asyncio.sleep(30)
+        return {"done": True}
+
+    @context.app.get("/api/v1/_test/fast")
+    async def fast() -> dict[str, bool]:
+        return {"done": True}
+
+    loop = asyncio.get_running_loop()
+
+    async def timed(client: Any, path: str, delay: float) -> tuple[int, float]:
+        await asyncio.sleep(delay)
+        started = loop.time()
+        response = await client.get(path)
+        return response.status_code, loop.time() - started
+
+    async with context as client:
+        first, fast_one, second = await asyncio.gather(
+            timed(client, "/api/v1/_test/slow", 0),
+            timed(client, "/api/v1/_test/fast", 0.05),
+            timed(client, "/api/v1/_test/slow", 0.15),
+        )
+        # Nothing in flight now; a request after the last deadline still gets one.
+        late = await timed(client, "/api/v1/_test/slow", 0)
+
+    assert fast_one[0] == 200
+    for status, elapsed in (first, second, late):
+        assert status == 503
+        # Its own full deadline (the loop's clock ticks in milliseconds), and not the 30 s sleep.
+        assert timeout - 0.005 <= elapsed < 5
 
 
 async def test_an_apps_own_timeout_error_is_a_500_not_a_deadline(

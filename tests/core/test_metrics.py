@@ -185,3 +185,33 @@ async def test_included_routes_are_labelled_with_their_full_template(
     after = await scrape(client)
     assert value(after, "http_requests_total", **labels) - before == 2
     assert item_id not in (await client.get("/metrics")).text
+
+
+def test_latencies_land_in_their_buckets_with_exact_count_and_sum() -> None:
+    """The request series are updated through prometheus-client's value cells: check the result
+    as a scrape shows it (cumulative buckets, `le` inclusive, sum and count)."""
+    route = "/_test/buckets"
+    series = metrics.request_started("PATCH")
+    metrics.request_finished(series, route, 200, 0.005)  # on a bound: that bucket (le="0.005")
+    for seconds in (0.0051, 0.7, 100.0):  # le="0.01", le="1.0", only +Inf
+        metrics.request_finished(metrics.request_started("PATCH"), route, 200, seconds)
+
+    scraped = samples(metrics.render()[0].decode())
+    labels = {"method": "PATCH", "route": route, "status": "200"}
+    name = "http_request_duration_seconds"
+    buckets = {
+        bound: value(scraped, f"{name}_bucket", le=bound, **labels)
+        for bound in ("0.005", "0.01", "0.5", "1.0", "30.0", "+Inf")
+    }
+    assert buckets == {
+        "0.005": 1,
+        "0.01": 2,
+        "0.5": 2,
+        "1.0": 3,
+        "30.0": 3,
+        "+Inf": 4,
+    }
+    assert value(scraped, f"{name}_count", **labels) == 4
+    assert value(scraped, f"{name}_sum", **labels) == pytest.approx(0.005 + 0.0051 + 0.7 + 100)
+    assert value(scraped, "http_requests_total", **labels) == 4
+    assert value(scraped, "http_requests_in_progress", method="PATCH") == 0

@@ -1,6 +1,8 @@
 """Request id, security headers, timing and the 500 envelope on every kind of response."""
 
+import os
 import re
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +13,7 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.core.context import request_id_var
 from app.core.exceptions import UnauthorizedError
-from app.core.middleware import API_CSP, DOCS_CSP, REDOC_CSP, EdgeMiddleware
+from app.core.middleware import API_CSP, DOCS_CSP, REDOC_CSP, EdgeMiddleware, new_request_id
 from app.main import create_app
 from tests.conftest import _ClientContext
 
@@ -138,6 +140,31 @@ async def test_unsafe_request_id_is_replaced(client: httpx.AsyncClient, request_
     )
     assert UUID.match(response.headers["x-request-id"])
     assert response.json()["request_id"] == response.headers["x-request-id"]
+
+
+def test_generated_request_ids_are_distinct_version_4_uuids() -> None:
+    ids = {new_request_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    for request_id in ids:
+        parsed = uuid.UUID(request_id)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == request_id
+
+
+def test_forked_workers_generate_different_request_ids() -> None:
+    """Gunicorn forks its workers from one process: each must draw its own ids."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one id, then out without running pytest's teardown
+        os.write(writer, new_request_id().encode())
+        os._exit(0)
+    os.close(writer)
+    _, status = os.waitpid(pid, 0)
+    child_id = os.read(reader, 64).decode()
+    os.close(reader)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert UUID.match(child_id)
+    assert child_id != new_request_id()
 
 
 @pytest.mark.parametrize("raw", [b"abc\r\nX-Injected: 1", b"abc\n", b"\r", b""])
