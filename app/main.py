@@ -16,7 +16,7 @@ from app.api.v1.schemas.common import ErrorResponse
 from app.config import Settings, get_settings
 from app.core import database, metrics
 from app.core.exceptions import register_exception_handlers
-from app.core.logging import configure_logging
+from app.core.logging import access_log, configure_logging
 from app.core.middleware import EdgeMiddleware
 from app.core.rate_limit import RateLimiter
 from app.core.rate_limit_middleware import RateLimitMiddleware
@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics.release_pool(engine)
             await engine.dispose()
             await rate_limiter.close()
+            access_log.flush()  # the last requests' lines
 
     docs = settings.DOCS_ENABLED
     app = FastAPI(

@@ -1,5 +1,6 @@
 """One JSON access line per request, bound to the request id; secrets never reach the logs."""
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -108,3 +109,29 @@ def test_redaction_covers_secret_like_keys() -> None:
     assert redacted["email"] == "ann@example.com"
     assert redacted["event"] == "x"
     assert all(redacted[key] == REDACTED for key in event if key not in {"event", "email"})
+
+
+async def test_access_lines_of_concurrent_requests_are_whole_and_written_without_delay(
+    make_settings: Callable[..., Settings],
+    make_client: Callable[[Settings], _ClientContext],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Lines of requests ending together are written in one batch: every one whole, none held."""
+    context = make_client(make_settings(LOG_FORMAT="json"))
+    async with context as client:
+        capfd.readouterr()
+        ids = [f"batch-{n}" for n in range(40)]
+        responses = await asyncio.gather(
+            *(client.get("/health/live", headers={"X-Request-ID": rid}) for rid in ids)
+        )
+        assert all(response.status_code == 200 for response in responses)
+        await asyncio.sleep(0)  # one turn of the event loop: the batch is written
+        output = capfd.readouterr().err
+        access = [line for line in json_lines(output) if line.get("event") == "request"]
+        assert sorted(line["request_id"] for line in access) == sorted(ids)
+        assert all(line["route"] == "/health/live" for line in access)
+        # The next request is written on its own, long before the app shuts down.
+        await client.get("/health/live", headers={"X-Request-ID": "single-1"})
+        await asyncio.sleep(0)
+        access = [line for line in json_lines(capfd.readouterr().err) if "request_id" in line]
+        assert [line["request_id"] for line in access] == ["single-1"]
