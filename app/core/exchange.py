@@ -51,14 +51,15 @@ class Exchange:
         self.request_id_header = (b"x-request-id", request_id.encode())
         self.limit = max_body_bytes
         self.received = 0
-        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()  # once: each call costs more than a dict lookup
+        task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("an Exchange needs a running task")
         self._task = task
         self._cancelling = task.cancelling()
         self.expired = False
         self.deadline = 0.0  # in the event loop's clock, set by `watch`
-        self._watch = deadlines.watch(self)
+        self._watch = deadlines.watch(self, loop)
 
     async def receive(self) -> Message:
         """The server's `receive`, counting body bytes: chunked bodies declare no length."""
@@ -119,9 +120,9 @@ class Deadlines:
         self.timeout = timeout_seconds
         self._current: _LoopDeadlines | None = None
 
-    def watch(self, exchange: Exchange) -> "_LoopDeadlines":
-        """Cancel the exchange's task once the timeout passes, unless it is closed first."""
-        loop = asyncio.get_running_loop()
+    def watch(self, exchange: Exchange, loop: asyncio.AbstractEventLoop) -> "_LoopDeadlines":
+        """Cancel the exchange's task (running in `loop`) once the timeout passes, unless it is
+        closed first."""
         current = self._current
         if current is None or current.loop is not loop:
             # A worker has one loop; tests start several. A set left for another loop lives on
