@@ -6,6 +6,7 @@ passes. One allocation per request instead of a wrapper, a closure and a timer o
 """
 
 import asyncio
+from threading import get_ident
 from time import perf_counter
 
 from starlette.types import Message, Receive, Send
@@ -51,15 +52,16 @@ class Exchange:
         self.request_id_header = (b"x-request-id", request_id.encode())
         self.limit = max_body_bytes
         self.received = 0
-        loop = asyncio.get_running_loop()  # once: each call costs more than a dict lookup
-        task = asyncio.current_task(loop)
+        watch = deadlines.running()
+        task = asyncio.current_task(watch.loop)
         if task is None:
             raise RuntimeError("an Exchange needs a running task")
         self._task = task
         self._cancelling = task.cancelling()
         self.expired = False
-        self.deadline = 0.0  # in the event loop's clock, set by `watch`
-        self._watch = deadlines.watch(self, loop)
+        self.deadline = watch.loop.time() + deadlines.timeout
+        watch.add(self)
+        self._watch = watch
 
     async def receive(self) -> Message:
         """The server's `receive`, counting body bytes: chunked bodies declare no length."""
@@ -120,30 +122,35 @@ class Deadlines:
         self.timeout = timeout_seconds
         self._current: _LoopDeadlines | None = None
 
-    def watch(self, exchange: Exchange, loop: asyncio.AbstractEventLoop) -> "_LoopDeadlines":
-        """Cancel the exchange's task (running in `loop`) once the timeout passes, unless it is
-        closed first."""
+    def running(self) -> "_LoopDeadlines":
+        """The deadlines of the event loop running in this thread.
+
+        `asyncio.get_running_loop()` makes a system call (`getpid`) every time on Python 3.11.
+        A thread runs one loop at a time, so the loop last seen in this thread is still the one
+        running here for as long as it runs (unless it was moved to another thread meanwhile,
+        which no server does): the loop is asked for only when that changes. A worker has one
+        loop; tests start several, and a set left for another loop lives on (its requests and
+        its timer hold it) and still enforces its own deadlines.
+        """
         current = self._current
-        if current is None or current.loop is not loop:
-            # A worker has one loop; tests start several. A set left for another loop lives on
-            # (its requests and its timer hold it) and still enforces its own deadlines.
-            current = self._current = _LoopDeadlines(loop)
-        exchange.deadline = loop.time() + self.timeout
-        current.add(exchange)
+        if current is None or current.thread != get_ident() or not current.loop.is_running():
+            current = self._current = _LoopDeadlines(asyncio.get_running_loop(), get_ident())
         return current
 
 
 class _LoopDeadlines:
     """The requests in flight on one event loop, oldest first, and the timer for the oldest."""
 
-    __slots__ = ("inflight", "loop", "timer")
+    __slots__ = ("inflight", "loop", "thread", "timer")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, thread: int) -> None:
         self.loop = loop
+        self.thread = thread
         self.inflight: dict[Exchange, None] = {}
         self.timer: asyncio.TimerHandle | None = None
 
     def add(self, exchange: Exchange) -> None:
+        """Watch the exchange, whose `deadline` is set (in this loop's clock)."""
         self.inflight[exchange] = None
         if self.timer is None:  # else it fires at or before this (later) deadline
             self.timer = self.loop.call_at(exchange.deadline, self._fire)

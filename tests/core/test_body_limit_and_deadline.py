@@ -1,13 +1,16 @@
 """Body-size limit (declared and chunked) and the request deadline."""
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
+from starlette.types import Message
 
 from app.config import Settings
+from app.core.exchange import Deadlines, Exchange
 from tests.conftest import _ClientContext
 
 LIMIT = 1024
@@ -189,3 +192,37 @@ async def test_an_apps_own_timeout_error_is_a_500_not_a_deadline(
         response = await client.get("/api/v1/_test/own-timeout")
     assert response.status_code == 500
     assert response.json()["error"] == "internal_error"
+
+
+def test_deadlines_follow_the_running_loop_across_loops_and_threads() -> None:
+    """The deadlines remember the loop last seen per thread: successive loops in one thread
+    (as in tests) and loops in concurrent threads each get their own, and every one fires."""
+    deadlines = Deadlines(0.05)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        pass
+
+    async def request() -> bool:
+        exchange = Exchange(receive, send, [], "r", max_body_bytes=1, deadlines=deadlines)
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            return exchange.deadline_caused()
+        finally:
+            exchange.close()
+        return False
+
+    assert asyncio.run(request())
+    assert asyncio.run(request())  # a new loop in the same thread
+    results: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(asyncio.run(request()))) for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert results == [True, True, True]
