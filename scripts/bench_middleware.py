@@ -1,8 +1,8 @@
 """What the edge middleware costs: /health/live throughput with and without the whole stack.
 
-Runs one Uvicorn process for each variant (same app, `KEEL_BENCH_BARE=1` builds it without the
-middleware), loads it with `wrk`, alternating the variants over several rounds, and prints the
-ratio of the medians. The budget (issue 5) is a ratio of at least 0.75.
+Runs one Uvicorn process for each variant (the same app; `bare_app` below clears its middleware),
+loads it with `wrk`, alternating the variants over several rounds, and prints the ratio of the
+medians and the spread of the per-round ratios. The budget (issue 5) is a ratio of at least 0.75.
 
     .venv/bin/python scripts/bench_middleware.py [--rounds 7] [--seconds 5] [--port 18150]
 

@@ -124,8 +124,7 @@ class EdgeMiddleware:
         self.private_prefix = settings.API_V1_PREFIX + "/"
         self.trusted_proxies: Sequence[Network] = settings.TRUSTED_PROXIES
         self.max_body_bytes = settings.MAX_REQUEST_BODY_BYTES
-        self.timeout_seconds = settings.REQUEST_TIMEOUT_SECONDS
-        self.deadlines = Deadlines(self.timeout_seconds)
+        self.deadlines = Deadlines(settings.REQUEST_TIMEOUT_SECONDS)
         self.route_template = RouteTemplates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -162,7 +161,7 @@ class EdgeMiddleware:
         except asyncio.CancelledError:
             if not exchange.deadline_caused():
                 raise  # the server's cancellation (client gone, shutdown), not ours
-            logger.warning("request_deadline_exceeded", timeout_seconds=self.timeout_seconds)
+            logger.warning("request_deadline_exceeded", timeout_seconds=self.deadlines.timeout)
             if exchange.status:  # the response has begun: only the server can end it now
                 raise TimeoutError("request deadline exceeded") from None
             await self._error(scope, receive, exchange.send, *DEADLINE_EXCEEDED)
