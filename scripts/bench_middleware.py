@@ -11,7 +11,7 @@ Samples are short and interleaved (bare, headers, full, then the other way round
 ratio is taken within one pass: a machine whose speed drifts over minutes (a shared VM) moves
 all variants of a pass together. The budget (issue 5) is a median ratio of at least 0.75.
 
-    .venv/bin/python scripts/bench_middleware.py [--passes 15] [--seconds 2] [--port 18150]
+    .venv/bin/python scripts/bench_middleware.py [--passes 15] [--seconds 2]
 
 Needs `wrk` (`apt-get install wrk`). Logs go to /dev/null: the access line's formatting is
 measured, not the terminal.
@@ -25,10 +25,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
+from benchlib.processes import ProcessGroups, Server, free_port, wait_http_ok
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -90,7 +89,7 @@ TARGETS = {
 }
 
 
-def serve(port: int, variant: str, workdir: str) -> subprocess.Popen[bytes]:
+def serve(servers: ProcessGroups, variant: str, port: int, workdir: Path) -> Server:
     target, factory = TARGETS[variant]
     command = [*PIN_SERVER, sys.executable, "-m", "uvicorn", target, "--port", str(port)]
     command += ["--no-access-log", "--no-server-header", "--log-level", "warning"]
@@ -100,23 +99,20 @@ def serve(port: int, variant: str, workdir: str) -> subprocess.Popen[bytes]:
         **os.environ,
         "DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/{variant}.db",
         "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",  # the access line is part of the stack
         "RATE_LIMIT_REQUESTS": "1000000000",
-        "PYTHONPATH": str(ROOT),
+        # The servers import this module (bare_app, headers_app), which imports benchlib.
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "scripts")]),
     }
     env.pop("REDIS_URL", None)
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    return servers.spawn(
+        variant,
+        command,
+        env=env,
+        cwd=ROOT,
+        log_path=Path(os.devnull),  # the access lines are rendered and written, not stored
+        base_url=f"http://127.0.0.1:{port}",
     )
-
-
-def wait_until_answering(port: int) -> None:
-    for _ in range(200):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"the server on port {port} did not start")
 
 
 def wrk(port: int, seconds: int) -> float:
@@ -136,18 +132,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=15)
     parser.add_argument("--seconds", type=int, default=2)
-    parser.add_argument("--port", type=int, default=18150)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
-    ports = {variant: args.port + offset for offset, variant in enumerate(TARGETS)}
+    ports: dict[str, int] = {}
+    for variant in TARGETS:
+        ports[variant] = free_port(taken=ports.values())
     rates: dict[str, list[float]] = {variant: [] for variant in TARGETS}
+    servers = ProcessGroups()
     with tempfile.TemporaryDirectory() as workdir:
-        servers = [serve(ports[variant], variant, workdir) for variant in TARGETS]
         try:
-            for port in ports.values():
-                wait_until_answering(port)
+            for variant, port in ports.items():
+                wait_http_ok(serve(servers, variant, port, Path(workdir)), "/health/live")
                 wrk(port, 2)  # warm-up
             for number in range(args.passes):
                 order = list(TARGETS) if number % 2 == 0 else list(reversed(TARGETS))
@@ -156,9 +153,7 @@ def main() -> int:
                 figures = ", ".join(f"{variant} {rates[variant][-1]:.0f}" for variant in TARGETS)
                 print(f"pass {number + 1} (req/s): {figures}", flush=True)
         finally:
-            for server in servers:
-                server.terminate()
-                server.wait(timeout=10)
+            servers.stop_all()
     ratios = {}
     for variant in ("headers", "full"):
         per_pass = [v / b for v, b in zip(rates[variant], rates["bare"], strict=True)]
