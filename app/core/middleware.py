@@ -152,7 +152,7 @@ class EdgeMiddleware:
             try:
                 refused = declared_length_error(content_length, self.max_body_bytes)
                 if refused is not None:  # answered before a byte of the body is read
-                    await self._error(scope, receive, exchange.send, *refused)
+                    await self._error(scope, receive, exchange.send, *refused, origin=origin)
                     return
                 app = self.cors if origin else self.app
                 await app(scope, exchange.receive, exchange.send)
@@ -164,12 +164,12 @@ class EdgeMiddleware:
             logger.warning("request_deadline_exceeded", timeout_seconds=self.deadlines.timeout)
             if exchange.status:  # the response has begun: only the server can end it now
                 raise TimeoutError("request deadline exceeded") from None
-            await self._error(scope, receive, exchange.send, *DEADLINE_EXCEEDED)
+            await self._error(scope, receive, exchange.send, *DEADLINE_EXCEEDED, origin=origin)
         except Exception as exc:
             answer = _classify(exc)
             if exchange.status:
                 raise
-            await self._error(scope, receive, exchange.send, *answer)
+            await self._error(scope, receive, exchange.send, *answer, origin=origin)
         finally:
             seconds = perf_counter() - exchange.start
             route = self.route_template(scope)
@@ -190,9 +190,9 @@ class EdgeMiddleware:
             request_id_var.reset(request_token)
 
     async def _error(
-        self, scope: Scope, receive: Receive, send: Send, status: int, message: str
+        self, scope: Scope, receive: Receive, send: Send, status: int, message: str, *, origin: bool
     ) -> None:
         """Answer with the envelope, with CORS headers when the request came from a browser."""
-        if any(name == b"origin" for name, _ in scope["headers"]):
+        if origin:
             send = partial(self.cors.send, send=send, request_headers=Headers(scope=scope))
         await error_response(status, message)(scope, receive, send)
