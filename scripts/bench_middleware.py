@@ -19,7 +19,6 @@ measured, not the terminal.
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -28,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from benchlib.processes import ProcessGroups, Server, free_port, wait_http_ok
+from benchlib.wrk import parse_wrk_output
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -116,16 +116,17 @@ def serve(servers: ProcessGroups, variant: str, port: int, workdir: Path) -> Ser
 
 
 def wrk(port: int, seconds: int) -> float:
+    """Requests per second of one run; a run with any failed or non-2xx answer is refused."""
     output = subprocess.run(
         [*PIN_LOAD, "wrk", "-t1", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/health/live"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if match is None:
-        raise RuntimeError(f"unexpected wrk output:\n{output}")
-    return float(match.group(1))
+    result = parse_wrk_output(output)
+    if result.errors:
+        raise SystemExit(f"{result.errors} failed or non-2xx answers on port {port}:\n{output}")
+    return result.rps
 
 
 def main() -> int:
