@@ -31,10 +31,11 @@ def serve(
 
 @cli.command()
 def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> None:
-    """Apply the Alembic migrations (same as `alembic upgrade head`)."""
+    """Apply the Alembic migrations (same as `alembic upgrade head`), on DATABASE_DIRECT_URL."""
     from app.core import migrations
 
-    migrations.upgrade(get_settings().database_url, revision)
+    get_settings()  # refuse bad configuration with one line before Alembic starts
+    migrations.upgrade(None, revision)
     typer.echo(f"database migrated to {revision}")
 
 

@@ -127,6 +127,16 @@ class Settings(BaseSettings):
     DATABASE_STATEMENT_TIMEOUT_MS: int = Field(default=5_000, ge=1, le=3_600_000)
     REDIS_URL: str | None = None
 
+    # Behind a connection pooler (CONTRACT.md section 11; README "Behind PgBouncer").
+    # DATABASE_POOLER=transaction: DATABASE_URL is a transaction-mode pooler such as PgBouncer.
+    DATABASE_POOLER: Literal["none", "transaction"] = "none"
+    # Unset: DATABASE_URL. A direct PostgreSQL URL for migrations and sessions of their own.
+    DATABASE_DIRECT_URL: str | None = None
+    # Prepared statements asyncpg and SQLAlchemy keep per connection. Unset: 100 direct, 0 (none:
+    # unnamed statements) through a transaction pooler; > 0 there needs PgBouncer >= 1.21 with
+    # max_prepared_statements set.
+    DATABASE_STATEMENT_CACHE_SIZE: int | None = Field(default=None, ge=0, le=10_000)
+
     CORS_ORIGINS: Annotated[list[Origin], NoDecode, ListVariable] = []
     TRUSTED_PROXIES: Annotated[list[Network], NoDecode, ListVariable] = []
     HSTS_SECONDS: int = Field(default=0, ge=0)
@@ -149,6 +159,12 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_pooler(self) -> Self:
+        if self.DATABASE_POOLER != "none" and self.database_url.startswith("sqlite"):
+            raise ValueError("DATABASE_POOLER: a pooler needs a PostgreSQL DATABASE_URL")
+        return self
 
     @model_validator(mode="after")
     def _check_production(self) -> Self:
@@ -182,6 +198,10 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return self.DATABASE_URL or SQLITE_DEFAULT_URL
+
+    @property
+    def database_direct_url(self) -> str:
+        return self.DATABASE_DIRECT_URL or self.database_url
 
     @property
     def log_format(self) -> Literal["json", "console"]:

@@ -58,17 +58,20 @@ async def live() -> Alive:
 @router.get("/ready", response_model=Ready, responses={503: {"model": NotReady}})
 async def ready(request: Request) -> Ready | JSONResponse:
     """Ready for traffic: not draining, and the database answers `SELECT 1` within 2 s."""
-    reason = None
+    details = None
     if request.app.state.draining:
-        reason = "draining"
+        details = {"reason": "draining"}
     else:
         try:
             await database.ping(request.app.state.engine, READY_TIMEOUT_SECONDS)
-        except Exception:  # unreachable, timed out or refusing: not ready either way
-            reason = "database"
-    if reason is None:
+        except Exception as error:  # unreachable, timed out or refusing: not ready either way
+            details = {"reason": "database"}
+            sqlstate = database.refused_sqlstate(error)
+            if sqlstate is not None:  # a configuration or authentication problem: say so
+                details = {"reason": "database_refused", "sqlstate": sqlstate}
+    if details is None:
         return Ready()
-    body = {"status": "not_ready", **error_body(503, "Service not ready", {"reason": reason})}
+    body = {"status": "not_ready", **error_body(503, "Service not ready", details)}
     return JSONResponse(body, status_code=503)
 
 
