@@ -44,8 +44,9 @@ class ThrowawayPgBouncer:
         self.log = self.root / "pgbouncer.log"
         self.settings: dict[str, str | int] = {
             "pool_mode": "transaction",
-            "default_pool_size": 4,
+            "default_pool_size": 4,  # fewer than a test app opens: clients share them
             "max_client_conn": 1000,
+            "idle_transaction_timeout": 10,  # what idle_in_transaction_session_timeout did
             **settings,
         }
         self.process: subprocess.Popen[bytes] | None = None
