@@ -24,7 +24,7 @@ from app.config import Settings, load_settings
 from app.core import migrations
 from app.main import create_app
 from app.models import Base
-from tests.pgbouncer import ThrowawayPgBouncer, pgbouncer_binary
+from tests.pgbouncer import ThrowawayPgBouncer, require_pgbouncer
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
@@ -101,11 +101,7 @@ async def database_url(
 def pgbouncer() -> Iterator[ThrowawayPgBouncer]:
     """PgBouncer in transaction mode before TEST_DATABASE_URL's server, with fewer server
     connections than a test app opens, so that clients share them as in production."""
-    if pgbouncer_binary() is None:
-        message = "pgbouncer is not installed (apt-get install -y pgbouncer)"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"REQUIRE_SERVICES=1 but {message}")
-        pytest.skip(message)
+    require_pgbouncer()
     assert TEST_DATABASE_URL
     with ThrowawayPgBouncer(TEST_DATABASE_URL) as pooler:
         yield pooler

@@ -5,25 +5,20 @@ The statement timeout (1 s) has to fire through the pooler before the request de
 the drill's bound is the timeout's, so a 503 that only the deadline produced breaks it.
 """
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.drills import harness
 from tests.drills.harness import Stack
-from tests.pgbouncer import ThrowawayPgBouncer, pgbouncer_binary
+from tests.pgbouncer import ThrowawayPgBouncer, require_pgbouncer
 
 pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture(scope="module")
 def pooler(stack: Stack) -> Iterator[ThrowawayPgBouncer]:
-    if pgbouncer_binary() is None:
-        message = "pgbouncer is not installed (apt-get install -y pgbouncer)"
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail(f"REQUIRE_SERVICES=1 but {message}")
-        pytest.skip(message)
+    require_pgbouncer()
     # Fewer server connections (8) than the two workers' pools may open (2 x 15).
     with ThrowawayPgBouncer(stack.postgres.url, default_pool_size=8) as pgbouncer:
         yield pgbouncer
