@@ -31,8 +31,9 @@ lint: install ## ruff, formatting, mypy --strict and the import-layer contracts
 	$(BIN)/mypy app
 	$(BIN)/lint-imports
 
-fuzz: install ## Schemathesis, all checks and phases, against a live server
-	$(BIN)/python scripts/fuzz.py
+fuzz: install ## Schemathesis, all checks and phases, against a live server, as a superuser and as a user
+	$(BIN)/python scripts/fuzz.py --as superuser
+	$(BIN)/python scripts/fuzz.py --as user
 
 bench: install ## Keel (production server) vs ../shared/bench's ceiling with wrk; writes docs/benchmarks.md
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
