@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint fuzz bench drills format check clean
+.PHONY: install run test lint fuzz bench drills migration format check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench: install ## Keel (production server) vs ../shared/bench's ceiling with wrk
 
 drills: install ## Resilience drills (CONTRACT.md section 7) on throwaway PostgreSQL and Redis
 	scripts/drills
+
+migration: install ## A new migration from the models: make migration name=add_orders (migrates first)
+	@test -n "$(name)" || { echo 'usage: make migration name=add_orders'; exit 2; }
+	$(BIN)/python -m app migrate
+	$(BIN)/alembic revision --autogenerate -m "$(name)"
 
 format: install
 	$(BIN)/ruff check --fix .
