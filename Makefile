@@ -25,11 +25,15 @@ run: install ## Migrate the database, then serve on http://127.0.0.1:8000
 test: install ## The whole test suite (PostgreSQL/Redis legs when TEST_DATABASE_URL/TEST_REDIS_URL are set)
 	$(BIN)/python -m pytest --cov
 
-lint: install ## ruff, formatting, mypy --strict and the import-layer contracts
+K8S_MANIFESTS = $(filter-out deploy/k8s/kustomization.yaml,$(wildcard deploy/k8s/*.yaml))
+
+lint: install ## ruff, formatting, mypy --strict, import-layer contracts, hadolint, Kubernetes schemas
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/kubernetes-validate --strict --quiet $(K8S_MANIFESTS)
 
 fuzz: install ## Schemathesis, all checks and phases, against a live server, as a superuser and as a user
 	$(BIN)/python scripts/fuzz.py --as superuser
