@@ -13,7 +13,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
 from sqlalchemy.engine import make_url
 
 from tests import servers
@@ -26,15 +25,6 @@ def pgbouncer_binary() -> str | None:
     return shutil.which("pgbouncer") or next(
         (path for path in ("/usr/sbin/pgbouncer",) if os.access(path, os.X_OK)), None
     )
-
-
-def require_pgbouncer() -> None:
-    """Skip the calling test on a machine without PgBouncer; fail it when REQUIRE_SERVICES=1."""
-    if pgbouncer_binary() is None:
-        message = "pgbouncer is not installed (apt-get install -y pgbouncer)"
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail(f"REQUIRE_SERVICES=1 but {message}")
-        pytest.skip(message)
 
 
 class ThrowawayPgBouncer:

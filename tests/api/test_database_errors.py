@@ -1,13 +1,16 @@
 """Only a database outage is a 503: a statement the database refuses is a bug, answered 500."""
 
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.dependencies import SessionDep
+from app.dependencies import ReadSessionDep, SessionDep
+from app.models import Item
 
 
 def is_postgresql(app: FastAPI) -> bool:
@@ -92,3 +95,30 @@ async def test_every_integer_a_client_sends_is_bounded(client: httpx.AsyncClient
     for schema in integers:
         assert "maximum" in schema or "exclusiveMaximum" in schema, schema
         assert "minimum" in schema or "exclusiveMinimum" in schema, schema
+
+
+async def test_a_write_through_a_read_session_fails_loudly(
+    app: FastAPI, client: httpx.AsyncClient, cleanup_engine: AsyncEngine
+) -> None:
+    """ReadSessionDep runs without a transaction, so it must never write: ORM or Core."""
+
+    @app.post("/_test/orm-write")
+    async def orm_write(session: ReadSessionDep) -> None:
+        session.add(Item(title="sneaked in", owner_id=uuid.uuid4()))
+        await session.flush()
+
+    @app.post("/_test/core-write")
+    async def core_write(session: ReadSessionDep) -> None:
+        await session.execute(delete(Item))
+
+    @app.get("/_test/read")
+    async def read(session: ReadSessionDep) -> dict[str, int]:
+        return {"items": await session.scalar(select(func.count()).select_from(Item)) or 0}
+
+    for path in ("/_test/orm-write", "/_test/core-write"):
+        response = await client.post(path)
+        assert response.status_code == 500
+        assert response.json()["error"] == "internal_error"
+    assert (await client.get("/_test/read")).json() == {"items": 0}
+    async with cleanup_engine.connect() as connection:
+        assert await connection.scalar(select(func.count()).select_from(Item)) == 0

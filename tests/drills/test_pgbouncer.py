@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import require_pgbouncer
 from tests.drills import harness
 from tests.drills.harness import Stack
-from tests.pgbouncer import ThrowawayPgBouncer, require_pgbouncer
+from tests.pgbouncer import ThrowawayPgBouncer
 
 pytestmark = pytest.mark.timeout(180)
 

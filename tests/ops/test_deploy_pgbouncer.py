@@ -4,16 +4,15 @@ a real PgBouncer in front of the test database with Keel's own engine going thro
 import configparser
 from typing import Any
 
-import pytest
 import yaml
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app.config import load_settings
 from app.core import database
-from tests.conftest import TEST_DATABASE_URL
+from tests.conftest import TEST_DATABASE_URL, missing, require_pgbouncer
 from tests.ops.test_deploy_files import K8S, manifests
-from tests.pgbouncer import ThrowawayPgBouncer, require_pgbouncer
+from tests.pgbouncer import ThrowawayPgBouncer
 
 POOLER = K8S / "pgbouncer"
 # The lines the test's own PgBouncer needs instead: its address, socket directory and auth.
@@ -60,7 +59,7 @@ def test_app_config_points_at_the_pooler_and_migrations_past_it() -> None:
 async def test_shipped_pgbouncer_ini_carries_keel() -> None:
     """Every pooling setting of the shipped pgbouncer.ini, run by Debian's PgBouncer."""
     if not TEST_DATABASE_URL:
-        pytest.skip("TEST_DATABASE_URL is not set")
+        missing("PostgreSQL", "set TEST_DATABASE_URL=postgresql+asyncpg://…")
     require_pgbouncer()
     shipped = {k: v for k, v in pgbouncer_ini()["pgbouncer"].items() if k not in LOCAL_LINES}
     with ThrowawayPgBouncer(TEST_DATABASE_URL, **shipped) as pooler:
