@@ -109,13 +109,13 @@ async def database_url(
         url = TEST_DATABASE_URL
     else:
         missing("PostgreSQL", "set TEST_DATABASE_URL=postgresql+asyncpg://…")
-    await reset_schema(url)
-    if request.param == "pgbouncer":
-        pooler: ThrowawayPgBouncer = request.getfixturevalue("pgbouncer")
-        pooled = pooler.url()
-        POOLED_URLS[pooled] = url
-        return pooled
-    return url
+    if request.param != "pgbouncer":
+        await reset_schema(url)
+        return url
+    pooler: ThrowawayPgBouncer = request.getfixturevalue("pgbouncer")
+    await reset_schema(url)  # directly: migrations go past the pooler, as in production
+    POOLED_URLS[pooler.url()] = url
+    return pooler.url()
 
 
 @pytest.fixture(scope="session")
