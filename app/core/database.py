@@ -25,6 +25,7 @@ DEFAULT_STATEMENT_CACHE_SIZE = 100
 # authorization (28), unknown database (3D), bad parameter (22, 42), and protocol violation
 # (08P01: PgBouncer's "unsupported startup parameter", "no such database", ...).
 REFUSED_CLASSES = frozenset({"28", "3D", "22", "42"})
+REPEAT = 60.0  # seconds before the same refusal is logged again
 # A prepared statement missing or already there: caches kept through a transaction pooler.
 PREPARED_STATEMENT_SQLSTATES = frozenset({"26000", "42P05"})
 
@@ -119,11 +120,11 @@ def refused_sqlstate(error: BaseException) -> str | None:
 
 
 class _ErrorReporter:
-    """Says what the database or the pooler said, once per episode per engine (per worker),
-    instead of only the generic `database_unavailable` of every request."""
+    """Says what the database or the pooler said, at most once a minute per reason and engine
+    (per worker), instead of only the generic `database_unavailable` of every request."""
 
     def __init__(self) -> None:
-        self._refusals: set[str] = set()
+        self._refusals: dict[str, float] = {}  # reason -> when it was last logged
         self._prepared_statement_reported = False
 
     def do_connect(
@@ -136,18 +137,17 @@ class _ErrorReporter:
         # asyncpg raises OSErrors as they are (connection refused, DNS failure, connect
         # timeout); SQLAlchemy wraps only DBAPI errors, so they become OperationalError here.
         try:
-            connection = dialect.connect(*cargs, **cparams)
+            return dialect.connect(*cargs, **cparams)
         except OSError as error:
             message = f"cannot connect to the database: {error!r}"
             raise dialect.loaded_dbapi.OperationalError(message) from error
         except Exception as error:
             sqlstate = getattr(error, "sqlstate", None)  # the server or pooler answered: no
-            if isinstance(sqlstate, str) and str(error) not in self._refusals:
-                self._refusals.add(str(error))
-                logger.error("database_connection_refused", sqlstate=sqlstate, reason=str(error))
+            reason, now = str(error), time.monotonic()
+            if isinstance(sqlstate, str) and now - self._refusals.get(reason, -REPEAT) >= REPEAT:
+                self._refusals[reason] = now
+                logger.error("database_connection_refused", sqlstate=sqlstate, reason=reason)
             raise
-        self._refusals.clear()  # the next refusal is news again
-        return connection
 
     def handle_error(self, context: ExceptionContext) -> None:
         sqlstate = getattr(context.original_exception, "sqlstate", None)
