@@ -27,6 +27,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -534,18 +535,23 @@ def build_report(
         details=[
             *([note] if (note := busy_note(load_at_start)) else []),
             *details(args, measured.recycled, memory_cold, with_ceiling),
-            *([pooled_note(rows[0].keel, pooled)] if pooled is not None else []),
+            *([pooled_note(runs)] if pooled is not None else []),
         ],
     )
 
 
-def pooled_note(direct: WrkResult, pooled: WrkResult) -> str:
+def pooled_note(runs: Runs) -> str:
+    """The list through PgBouncer against the direct one, round by round (each pair ran back
+    to back, so a slow spell of the machine weighs on both)."""
+    pairs = zip(runs.results[("list", "keel")], runs.results[("list", POOLED)], strict=True)
+    ratios = [pooled.rps / direct.rps for direct, pooled in pairs]
+    each = ", ".join(f"{ratio:.0%}" for ratio in ratios)
     return (
-        f"Through PgBouncer: the list at {pooled.rps / direct.rps:.1%} of the direct Keel's rate "
-        f"in the same rounds ({report.fmt_rps(pooled.rps)} / {report.fmt_rps(direct.rps)} "
-        "req/s): Debian's PgBouncer in transaction mode, 20 server connections, in front of the "
-        "same database; that Keel runs with `DATABASE_POOLER=transaction` (unnamed prepared "
-        "statements, the driver's statement timeout)."
+        f"Through PgBouncer: the list at {statistics.median(ratios):.0%} of the direct Keel's "
+        f"rate (median of the rounds' ratios: {each}): Debian's PgBouncer in transaction mode, "
+        "20 server connections, in front of the same database; that Keel runs with "
+        "`DATABASE_POOLER=transaction` (unnamed prepared statements, the driver's statement "
+        "timeout)."
     )
 
 
@@ -603,9 +609,8 @@ def run(args: argparse.Namespace, groups: ProcessGroups, log_dir: Path) -> int:
     print()
     print(report.format_table(result.rows))
     print()
-    pooled_list = measured.runs.combined("list", POOLED)
-    if pooled_list is not None:
-        print(pooled_note(result.rows[0].keel, pooled_list))
+    if ("list", POOLED) in measured.runs.results:
+        print(pooled_note(measured.runs))
     for target in result.targets:
         print(target.line())
     if note := busy_note(load_at_start):
