@@ -22,9 +22,8 @@ START_LIMIT_SECONDS = 20
 
 
 def pgbouncer_binary() -> str | None:
-    return shutil.which("pgbouncer") or next(
-        (path for path in ("/usr/sbin/pgbouncer",) if os.access(path, os.X_OK)), None
-    )
+    # Debian installs it in /usr/sbin, which a non-root user's PATH often lacks.
+    return shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
 
 
 class ThrowawayPgBouncer:

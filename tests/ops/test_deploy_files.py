@@ -1,9 +1,11 @@
 """What can be checked without a Docker engine or a cluster: the files themselves."""
 
+import os
 import re
 import runpy
 import tomllib
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
@@ -69,8 +71,10 @@ async def test_probes_point_at_real_routes(
 
 
 def gunicorn_setting(name: str) -> Any:
-    """A setting as Gunicorn reads it: gunicorn.conf.py executed as a module."""
-    return runpy.run_path(str(REPO_ROOT / "gunicorn.conf.py"))[name]
+    """A setting as Gunicorn reads it: gunicorn.conf.py executed as a module (in a copy of the
+    environment: the file exports a generated SECRET_KEY, which later tests must not see)."""
+    with mock.patch.dict(os.environ):
+        return runpy.run_path(str(REPO_ROOT / "gunicorn.conf.py"))[name]
 
 
 def test_pod_outlives_prestop_sleep_plus_graceful_timeout(kinds: dict[str, dict[str, Any]]) -> None:
