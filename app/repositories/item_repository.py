@@ -76,27 +76,8 @@ async def page(
     return [], count or 0
 
 
-async def get(
-    session: AsyncSession, item_id: uuid.UUID, *, owner_id: uuid.UUID | None
-) -> Item | None:
-    query = select(Item).where(Item.id == item_id, _owned_by(owner_id))
-    return (await session.execute(query)).scalar_one_or_none()
-
-
 async def add(session: AsyncSession, *, owner_id: uuid.UUID, **values: Any) -> Item:
     item = Item(owner_id=owner_id, **values)
     session.add(item)
     await session.flush()
     return item
-
-
-async def update(session: AsyncSession, item: Item, **values: Any) -> Item:
-    for name, value in values.items():
-        setattr(item, name, value)
-    await session.flush()
-    return item
-
-
-async def delete(session: AsyncSession, item: Item) -> None:
-    await session.delete(item)
-    await session.flush()

@@ -1,15 +1,14 @@
 """Items: every user works on their own; a superuser sees and manages all of them."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.exceptions import NotFoundError
+from app.core.exceptions import AppException, NotFoundError, PreconditionFailedError
 from app.models import Item, User
-from app.models.base import utc_now
-from app.repositories import item_repository
+from app.repositories import item_repository, owned
 from app.repositories.item_repository import ItemRow
 
 
@@ -25,10 +24,9 @@ async def page(
 
 
 async def get(session: AsyncSession, *, user: User, item_id: uuid.UUID) -> Item:
-    item = await item_repository.get(session, item_id, owner_id=_scope(user))
+    item = await owned.get_one(session, Item, item_id, owner_id=_scope(user))
     if item is None:
-        # The same answer for "missing" and "someone else's": ids reveal nothing.
-        raise NotFoundError(f"Item with id '{item_id}' not found")
+        raise _not_found(item_id)
     return item
 
 
@@ -39,12 +37,47 @@ async def create(session: AsyncSession, *, user: User, title: str, description: 
 
 
 async def update(
-    session: AsyncSession, *, user: User, item_id: uuid.UUID, changes: dict[str, Any]
+    session: AsyncSession,
+    *,
+    user: User,
+    item_id: uuid.UUID,
+    changes: dict[str, Any],
+    versions: Collection[int] | None = None,
 ) -> Item:
-    item = await get(session, user=user, item_id=item_id)
-    return await item_repository.update(session, item, **changes, updated_at=utc_now())
+    """Apply the changes if the item is one of `versions` (None: whatever its version)."""
+    item = await owned.update_one(
+        session, Item, item_id, owner_id=_scope(user), versions=versions, values=changes
+    )
+    if item is None:
+        raise await _missing_or_changed(session, user, item_id, versions)
+    return item
 
 
-async def delete(session: AsyncSession, *, user: User, item_id: uuid.UUID) -> None:
-    item = await get(session, user=user, item_id=item_id)
-    await item_repository.delete(session, item)
+async def delete(
+    session: AsyncSession,
+    *,
+    user: User,
+    item_id: uuid.UUID,
+    versions: Collection[int] | None = None,
+) -> None:
+    deleted = await owned.delete_one(
+        session, Item, item_id, owner_id=_scope(user), versions=versions
+    )
+    if not deleted:
+        raise await _missing_or_changed(session, user, item_id, versions)
+
+
+def _not_found(item_id: uuid.UUID) -> NotFoundError:
+    # The same answer for "missing" and "someone else's": ids reveal nothing.
+    return NotFoundError(f"Item with id '{item_id}' not found")
+
+
+async def _missing_or_changed(
+    session: AsyncSession, user: User, item_id: uuid.UUID, versions: Collection[int] | None
+) -> AppException:
+    """Why a conditional write matched no row: the item is gone, or it has changed."""
+    if versions is not None and await owned.exists_one(
+        session, Item, item_id, owner_id=_scope(user)
+    ):
+        return PreconditionFailedError()
+    return _not_found(item_id)

@@ -4,6 +4,17 @@ import uuid
 
 from fastapi import APIRouter, Request, Response, status
 
+from app.api.v1.conditional import (
+    ETAG_HEADER,
+    NOT_MODIFIED,
+    PRECONDITION_FAILED,
+    IfMatch,
+    IfNoneMatch,
+    etag,
+    if_match_versions,
+    not_modified,
+)
+from app.api.v1.idempotency import IDEMPOTENCY_ERRORS, IdempotencyKey, create_once, created
 from app.api.v1.schemas.common import (
     LimitQuery,
     OffsetQuery,
@@ -36,32 +47,83 @@ async def list_items(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ItemPublic,
-    responses=created_links("item_id", "read_item", "update_item", "delete_item"),
+    responses={
+        **created_links("item_id", "read_item", "update_item", "delete_item"),
+        **IDEMPOTENCY_ERRORS,
+    },
 )
 async def create_item(
-    body: ItemCreate, user: CurrentUser, session: SessionDep, request: Request, response: Response
-) -> object:
-    item = await item_service.create(
-        session, user=user, title=body.title, description=body.description
+    body: ItemCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    async def create() -> Response:
+        item = await item_service.create(
+            session, user=user, title=body.title, description=body.description
+        )
+        location = request.app.url_path_for("read_item", item_id=str(item.id))
+        return created(ItemPublic.model_validate(item), location=location, etag=etag(item.version))
+
+    return await create_once(
+        session, request, user_id=user.id, key=idempotency_key, body=body, create=create
     )
-    response.headers["Location"] = request.app.url_path_for("read_item", item_id=str(item.id))
+
+
+@router.get(
+    "/{item_id}",
+    response_model=ItemPublic,
+    responses={200: {"headers": ETAG_HEADER}, **NOT_MODIFIED, **NOT_FOUND},
+)
+async def read_item(
+    item_id: uuid.UUID,
+    user: CurrentUser,
+    session: ReadSessionDep,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
+) -> object:
+    item = await item_service.get(session, user=user, item_id=item_id)
+    unchanged = not_modified(if_none_match, item.version)
+    if unchanged is not None:
+        return unchanged
+    response.headers["ETag"] = etag(item.version)
     return item
 
 
-@router.get("/{item_id}", response_model=ItemPublic, responses=NOT_FOUND)
-async def read_item(item_id: uuid.UUID, user: CurrentUser, session: ReadSessionDep) -> object:
-    return await item_service.get(session, user=user, item_id=item_id)
-
-
-@router.patch("/{item_id}", response_model=ItemPublic, responses=NOT_FOUND)
+@router.patch(
+    "/{item_id}",
+    response_model=ItemPublic,
+    responses={200: {"headers": ETAG_HEADER}, **NOT_FOUND, **PRECONDITION_FAILED},
+)
 async def update_item(
-    item_id: uuid.UUID, body: ItemUpdate, user: CurrentUser, session: SessionDep
+    item_id: uuid.UUID,
+    body: ItemUpdate,
+    user: CurrentUser,
+    session: SessionDep,
+    *,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> object:
-    return await item_service.update(
-        session, user=user, item_id=item_id, changes=body.model_dump(exclude_unset=True)
+    item = await item_service.update(
+        session,
+        user=user,
+        item_id=item_id,
+        changes=body.model_dump(exclude_unset=True),
+        versions=if_match_versions(if_match),
     )
+    response.headers["ETag"] = etag(item.version)
+    return item
 
 
-@router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
-async def delete_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> None:
-    await item_service.delete(session, user=user, item_id=item_id)
+@router.delete(
+    "/{item_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**NOT_FOUND, **PRECONDITION_FAILED},
+)
+async def delete_item(
+    item_id: uuid.UUID, user: CurrentUser, session: SessionDep, if_match: IfMatch = None
+) -> None:
+    await item_service.delete(
+        session, user=user, item_id=item_id, versions=if_match_versions(if_match)
+    )
