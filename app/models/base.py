@@ -60,7 +60,11 @@ class Versioned:
     version: Mapped[int] = mapped_column(default=1, server_default="1", sort_order=10)
 
 
-class OwnedResource(UUIDPrimaryKey, Timestamps, Versioned):
+class Record(UUIDPrimaryKey, Timestamps):
+    """A row with an id and timestamps, which newest-first pages order by (repositories/pages)."""
+
+
+class OwnedResource(Record, Versioned):
     """The columns of a resource that belongs to a user (see `repositories/owned.py`)."""
 
     @declared_attr

@@ -5,75 +5,38 @@ a forgotten check elsewhere can never hand one user's row to another.
 """
 
 import uuid
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select, true
+from sqlalchemy import bindparam, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.cursors import Position
 from app.models import Item
+from app.repositories import pages
 
-
-class ItemRow(Protocol):
-    """What a page holds: an item's columns (an `Item`, or a plain row with the same names)."""
-
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def owner_id(self) -> uuid.UUID: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def updated_at(self) -> datetime: ...
-
-
-def _owned_by(owner_id: uuid.UUID | None) -> ColumnElement[bool]:
-    return true() if owner_id is None else Item.owner_id == owner_id
-
-
-def _page_statement(scope: ColumnElement[bool]) -> Select[Any]:
-    """Newest first (id breaks ties), each row carrying the total as a scalar subquery.
-
-    One round trip for page and total: PostgreSQL counts with an index-only scan beside it.
-    Plain columns, not `Item` entities: a page is only read and serialized, and skipping the
-    ORM's identity map and instance construction is the larger part of this query's CPU cost.
-    """
-    total = select(func.count()).select_from(Item).where(scope).scalar_subquery()
-    return (
-        select(*Item.__table__.columns, total.label("total"))
-        .where(scope)
-        .order_by(Item.created_at.desc(), Item.id.desc())
-        .limit(bindparam("limit"))
-        .offset(bindparam("offset"))
-    )
-
-
-# The list is the hottest query: its statements are built once, not on every request.
-_OWN_PAGE = _page_statement(Item.owner_id == bindparam("owner_id"))
-_ALL_PAGE = _page_statement(true())
+# The list is the hottest query: its statements are built once, not on every request. Plain
+# columns, not `Item` entities: a page is only read and serialized, and skipping the ORM's
+# identity map and instance construction is the larger part of this query's CPU cost.
+_OWN_PAGES = pages.statements(
+    Item, *Item.__table__.columns, scope=Item.owner_id == bindparam("owner_id")
+)
+_ALL_PAGES = pages.statements(Item, *Item.__table__.columns, scope=true())
 
 
 async def page(
-    session: AsyncSession, *, owner_id: uuid.UUID | None, limit: int, offset: int
-) -> tuple[Sequence[ItemRow], int]:
-    """A page of items and how many there are in all.
-
-    Only a page past the end, which carries no row to read the total from, needs a second query.
-    """
-    params: dict[str, Any] = {"limit": limit, "offset": offset}
-    if owner_id is not None:
-        params["owner_id"] = owner_id
-    rows = (await session.execute(_ALL_PAGE if owner_id is None else _OWN_PAGE, params)).all()
-    if rows:
-        return cast(Sequence[ItemRow], rows), rows[0].total
-    scope = _owned_by(owner_id)
-    count = await session.scalar(select(func.count()).select_from(Item).where(scope))
-    return [], count or 0
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID | None,
+    limit: int,
+    offset: int,
+    after: Position | None,
+) -> pages.PageRows:
+    """A page of items (`ItemRow`s) and how many there are in all."""
+    if owner_id is None:
+        return await pages.fetch(session, _ALL_PAGES, limit=limit, offset=offset, after=after)
+    return await pages.fetch(
+        session, _OWN_PAGES, limit=limit, offset=offset, after=after, owner_id=owner_id
+    )
 
 
 async def add(session: AsyncSession, *, owner_id: uuid.UUID, **values: Any) -> Item:

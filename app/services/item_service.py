@@ -1,15 +1,16 @@
 """Items: every user works on their own; a superuser sees and manages all of them."""
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.cursors import Position
 from app.core.exceptions import AppException, NotFoundError, PreconditionFailedError
 from app.models import Item, User
 from app.repositories import item_repository, owned
-from app.repositories.item_repository import ItemRow
+from app.repositories.pages import PageRows
 
 
 def _scope(user: User) -> uuid.UUID | None:
@@ -18,9 +19,11 @@ def _scope(user: User) -> uuid.UUID | None:
 
 
 async def page(
-    session: AsyncSession, *, user: User, limit: int, offset: int
-) -> tuple[Sequence[ItemRow], int]:
-    return await item_repository.page(session, owner_id=_scope(user), limit=limit, offset=offset)
+    session: AsyncSession, *, user: User, limit: int, offset: int | None, after: Position | None
+) -> PageRows:
+    return await item_repository.page(
+        session, owner_id=_scope(user), limit=limit, offset=offset or 0, after=after
+    )
 
 
 async def get(session: AsyncSession, *, user: User, item_id: uuid.UUID) -> Item:

@@ -15,6 +15,7 @@ from app.api.v1.conditional import (
     not_modified,
 )
 from app.api.v1.idempotency import IDEMPOTENCY_ERRORS, IdempotencyKey, create_once, created
+from app.api.v1.pagination import CursorQuery, page_request
 from app.api.v1.schemas.common import (
     LimitQuery,
     OffsetQuery,
@@ -36,11 +37,20 @@ NOT_FOUND = error_responses({404: "Item not found"})
 
 @router.get("", response_model=Page[ItemPublic])
 async def list_items(
-    user: CurrentUser, session: ReadSessionDep, limit: LimitQuery = 20, offset: OffsetQuery = 0
+    user: CurrentUser,
+    session: ReadSessionDep,
+    request: Request,
+    *,
+    limit: LimitQuery = 20,
+    offset: OffsetQuery = None,
+    cursor: CursorQuery = None,
 ) -> dict[str, object]:
     """The caller's items, newest first (a superuser's page holds everybody's)."""
-    items, total = await item_service.page(session, user=user, limit=limit, offset=offset)
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    page = page_request(request, "items", limit=limit, offset=offset, cursor=cursor)
+    items = await item_service.page(
+        session, user=user, limit=limit, offset=page.offset, after=page.after
+    )
+    return page.answer(items)
 
 
 @router.post(
