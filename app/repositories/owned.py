@@ -8,13 +8,15 @@ elsewhere can never hand one user's row to another.
 
 import uuid
 from collections.abc import Collection
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.cursors import Position
 from app.models.base import OwnedResource, utc_now
+from app.repositories import pages
 
 M = TypeVar("M", bound=OwnedResource)
 Owner = uuid.UUID | None  # None: every owner (superusers only)
@@ -32,6 +34,45 @@ def _matching(
     if versions is not None:  # If-Match: decided by the statement that writes, never before it
         conditions.append(model.version.in_(versions))
     return conditions
+
+
+class OwnedPages(NamedTuple):
+    """A resource's page statements: one owner's rows, and everybody's (for superusers)."""
+
+    own: pages.PageStatements
+    everybody: pages.PageStatements
+
+
+def page_statements(model: type[OwnedResource], *columns: Any) -> OwnedPages:
+    """Built once per resource, at import (see `pages.statements` for `columns`)."""
+    own = pages.statements(model, *columns, scope=model.owner_id == sa.bindparam("owner_id"))
+    return OwnedPages(own, pages.statements(model, *columns, scope=sa.true()))
+
+
+async def page(
+    session: AsyncSession,
+    statements: OwnedPages,
+    *,
+    owner_id: Owner,
+    limit: int,
+    offset: int,
+    after: Position | None,
+) -> pages.PageRows:
+    """Newest first, by offset or after a cursor's position, with the total."""
+    if owner_id is None:
+        return await pages.fetch(
+            session, statements.everybody, limit=limit, offset=offset, after=after
+        )
+    return await pages.fetch(
+        session, statements.own, limit=limit, offset=offset, after=after, owner_id=owner_id
+    )
+
+
+async def add(session: AsyncSession, model: type[M], **values: Any) -> M:
+    row = model(**values)
+    session.add(row)
+    await session.flush()
+    return row
 
 
 async def get_one(
