@@ -57,5 +57,4 @@ async def page(
     session: AsyncSession, *, limit: int, offset: int, after: Position | None
 ) -> pages.PageRows:
     """Users, newest first, and how many there are in all."""
-    result = await pages.fetch(session, _PAGES, limit=limit, offset=offset, after=after)
-    return result._replace(rows=[row[0] for row in result.rows])
+    return await pages.fetch(session, _PAGES, limit=limit, offset=offset, after=after)

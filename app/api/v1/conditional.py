@@ -5,11 +5,14 @@ current, `If-Match` on a write names the versions the client last saw (`*`: any)
 """
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Header, Response, status
 
 from app.api.v1.schemas.common import error_responses
+from app.models.base import Versioned
+
+M = TypeVar("M", bound=Versioned)
 
 IfMatch = Annotated[
     str | None,
@@ -20,11 +23,14 @@ IfNoneMatch = Annotated[
 ]
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*(?:,|$)')
 
-ETAG_HEADER = {"ETag": {"description": "The item's current version", "schema": {"type": "string"}}}
-PRECONDITION_FAILED = error_responses({412: "The item changed since the If-Match ETag"})
-NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
-    304: {"description": "Not modified: the If-None-Match ETag is current", "headers": ETAG_HEADER}
+ETAG_HEADER = {"ETag": {"description": "The current version", "schema": {"type": "string"}}}
+PRECONDITION_FAILED = error_responses({412: "Changed since the If-Match ETag"})
+# OpenAPI `responses` of a conditional read and of a conditional change.
+CONDITIONAL_READ: dict[int | str, dict[str, Any]] = {
+    200: {"headers": ETAG_HEADER},
+    304: {"description": "Not modified: the If-None-Match ETag is current", "headers": ETAG_HEADER},
 }
+CONDITIONAL_CHANGE = {200: {"headers": ETAG_HEADER}, **PRECONDITION_FAILED}
 
 
 def etag(version: int) -> str:
@@ -46,11 +52,12 @@ def if_match_versions(if_match: str | None) -> frozenset[int] | None:
     return frozenset(int(tag) for weak, tag in _tags(if_match) if not weak and tag.isdigit())
 
 
-def not_modified(if_none_match: str | None, version: int) -> Response | None:
-    """The 304 to answer a read whose If-None-Match is current (weak comparison), else None."""
-    if if_none_match is None:
-        return None
-    current = etag(version)[1:-1]
-    if if_none_match.strip() == "*" or any(tag == current for _, tag in _tags(if_none_match)):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(version)})
-    return None
+def read(row: M, response: Response, if_none_match: str | None) -> M | Response:
+    """The row with its ETag, or a 304 when If-None-Match names its version (weak comparison)."""
+    current = etag(row.version)
+    if if_none_match is not None and (
+        if_none_match.strip() == "*" or any(tag == current[1:-1] for _, tag in _tags(if_none_match))
+    ):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": current})
+    response.headers["ETag"] = current
+    return row

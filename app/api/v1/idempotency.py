@@ -1,6 +1,5 @@
 """`Idempotency-Key` on creates: a retried POST gets the first answer instead of a second row."""
 
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -8,7 +7,10 @@ from fastapi import Header, Request, Response, status
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api.v1.conditional import etag
 from app.api.v1.schemas.common import error_responses
+from app.models import User
+from app.models.base import OwnedResource
 from app.services import idempotency
 
 IdempotencyKey = Annotated[
@@ -31,13 +33,15 @@ REPLAYED = "Idempotent-Replayed"
 _KEPT_HEADERS = ("Location", "ETag")
 
 
-def created(resource: BaseModel, *, location: str, etag: str | None = None) -> Response:
-    """A 201 answer, serialized here so that a replay can send the very same bytes."""
-    headers = {"Location": location} | ({"ETag": etag} if etag else {})
+async def _created(
+    request: Request, create: Callable[[], Awaitable[OwnedResource]], public: type[BaseModel]
+) -> Response:
+    """The 201 answer, serialized here so that a replay can send the very same bytes."""
+    row = await create()
     return Response(
-        resource.model_dump_json(),
+        public.model_validate(row).model_dump_json(),
         status_code=status.HTTP_201_CREATED,
-        headers=headers,
+        headers={"Location": f"{request.url.path}/{row.id}", "ETag": etag(row.version)},
         media_type="application/json",
     )
 
@@ -46,17 +50,22 @@ async def create_once(
     session: AsyncSession,
     request: Request,
     *,
-    user_id: uuid.UUID,
+    user: User,
     key: str | None,
     body: BaseModel,
-    create: Callable[[], Awaitable[Response]],
+    create: Callable[[], Awaitable[OwnedResource]],
+    public: type[BaseModel],
 ) -> Response:
-    """Run `create` unless this user already sent this key; then answer as the first time."""
+    """Run `create` unless this user already sent this key; then answer as the first time.
+
+    The answer is 201 with the `public` view of the new row, its `Location` (the collection's
+    path + `/{id}`) and `ETag`.
+    """
     if key is None:
-        return await create()
+        return await _created(request, create, public)
     fingerprint = idempotency.fingerprint(request.method, request.url.path, body.model_dump_json())
     stored = await idempotency.stored_answer(
-        session, user_id=user_id, key=key, request_fingerprint=fingerprint
+        session, user_id=user.id, key=key, request_fingerprint=fingerprint
     )
     if stored is not None:
         return Response(
@@ -65,10 +74,10 @@ async def create_once(
             headers={**stored.headers, REPLAYED: "true"},
             media_type="application/json",
         )
-    response = await create()
+    response = await _created(request, create, public)
     kept = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
     answer = idempotency.Answer(response.status_code, bytes(response.body), kept)
     await idempotency.store_answer(
-        session, user_id=user_id, key=key, request_fingerprint=fingerprint, answer=answer
+        session, user_id=user.id, key=key, request_fingerprint=fingerprint, answer=answer
     )
     return response

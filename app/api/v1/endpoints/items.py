@@ -4,17 +4,17 @@ import uuid
 
 from fastapi import APIRouter, Request, Response, status
 
+from app.api.v1 import conditional
 from app.api.v1.conditional import (
-    ETAG_HEADER,
-    NOT_MODIFIED,
+    CONDITIONAL_CHANGE,
+    CONDITIONAL_READ,
     PRECONDITION_FAILED,
     IfMatch,
     IfNoneMatch,
     etag,
     if_match_versions,
-    not_modified,
 )
-from app.api.v1.idempotency import IDEMPOTENCY_ERRORS, IdempotencyKey, create_once, created
+from app.api.v1.idempotency import IDEMPOTENCY_ERRORS, IdempotencyKey, create_once
 from app.api.v1.pagination import CursorQuery, page_request
 from app.api.v1.schemas.common import (
     LimitQuery,
@@ -25,6 +25,7 @@ from app.api.v1.schemas.common import (
 )
 from app.api.v1.schemas.items import ItemCreate, ItemPublic, ItemUpdate
 from app.dependencies import CurrentUser, ReadSessionDep, SessionDep
+from app.models import Item
 from app.services import item_service
 
 router = APIRouter(
@@ -69,23 +70,23 @@ async def create_item(
     request: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    async def create() -> Response:
-        item = await item_service.create(
+    async def create() -> Item:
+        return await item_service.create(
             session, user=user, title=body.title, description=body.description
         )
-        location = request.app.url_path_for("read_item", item_id=str(item.id))
-        return created(ItemPublic.model_validate(item), location=location, etag=etag(item.version))
 
     return await create_once(
-        session, request, user_id=user.id, key=idempotency_key, body=body, create=create
+        session,
+        request,
+        user=user,
+        key=idempotency_key,
+        body=body,
+        create=create,
+        public=ItemPublic,
     )
 
 
-@router.get(
-    "/{item_id}",
-    response_model=ItemPublic,
-    responses={200: {"headers": ETAG_HEADER}, **NOT_MODIFIED, **NOT_FOUND},
-)
+@router.get("/{item_id}", response_model=ItemPublic, responses={**CONDITIONAL_READ, **NOT_FOUND})
 async def read_item(
     item_id: uuid.UUID,
     user: CurrentUser,
@@ -94,17 +95,11 @@ async def read_item(
     if_none_match: IfNoneMatch = None,
 ) -> object:
     item = await item_service.get(session, user=user, item_id=item_id)
-    unchanged = not_modified(if_none_match, item.version)
-    if unchanged is not None:
-        return unchanged
-    response.headers["ETag"] = etag(item.version)
-    return item
+    return conditional.read(item, response, if_none_match)
 
 
 @router.patch(
-    "/{item_id}",
-    response_model=ItemPublic,
-    responses={200: {"headers": ETAG_HEADER}, **NOT_FOUND, **PRECONDITION_FAILED},
+    "/{item_id}", response_model=ItemPublic, responses={**CONDITIONAL_CHANGE, **NOT_FOUND}
 )
 async def update_item(
     item_id: uuid.UUID,
@@ -115,12 +110,10 @@ async def update_item(
     response: Response,
     if_match: IfMatch = None,
 ) -> object:
+    changes = body.model_dump(exclude_unset=True)
+    versions = if_match_versions(if_match)
     item = await item_service.update(
-        session,
-        user=user,
-        item_id=item_id,
-        changes=body.model_dump(exclude_unset=True),
-        versions=if_match_versions(if_match),
+        session, user=user, item_id=item_id, changes=changes, versions=versions
     )
     response.headers["ETag"] = etag(item.version)
     return item
@@ -134,6 +127,5 @@ async def update_item(
 async def delete_item(
     item_id: uuid.UUID, user: CurrentUser, session: SessionDep, if_match: IfMatch = None
 ) -> None:
-    await item_service.delete(
-        session, user=user, item_id=item_id, versions=if_match_versions(if_match)
-    )
+    versions = if_match_versions(if_match)
+    await item_service.delete(session, user=user, item_id=item_id, versions=versions)
