@@ -48,11 +48,6 @@ def redact_secrets(_logger: WrappedLogger, _name: str, event: EventDict) -> Even
     return event
 
 
-def _add_pid(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
-    event["pid"] = os.getpid()  # which worker wrote it; read per line, so right after a fork
-    return event
-
-
 def _drop_color_message(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     event.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
     return event
@@ -69,11 +64,17 @@ def configure_logging(settings: Settings) -> None:
     replaces them.
     """
     level = logging.getLevelNamesMapping()[settings.LOG_LEVEL]
+    pid = os.getpid()  # this runs in every worker, after the fork
+
+    def add_pid(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+        event["pid"] = pid  # which worker wrote the line
+        return event
+
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,  # request_id and user_id, bound per request
         structlog.processors.add_log_level,
         structlog.stdlib.add_logger_name,
-        _add_pid,
+        add_pid,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]

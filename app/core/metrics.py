@@ -94,11 +94,22 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+# Each label set's children, looked up once: `labels()` validates and locks on every call.
+_answered: dict[tuple[str, str | None, int], tuple[Counter, Histogram]] = {}
+
+
 def record_request(method: str, route: str | None, status: int, seconds: float) -> None:
     """Count and time one answered request, by method, route template and status."""
-    labels = (method, route or UNMATCHED_ROUTE, str(status))
-    REQUESTS.labels(*labels).inc()
-    LATENCY.labels(*labels).observe(seconds)
+    children = _answered.get((method, route, status))
+    if children is None:
+        labels = (method, route or UNMATCHED_ROUTE, str(status))
+        children = _answered[method, route, status] = (
+            REQUESTS.labels(*labels),
+            LATENCY.labels(*labels),
+        )
+    requests, latency = children
+    requests.inc()
+    latency.observe(seconds)
 
 
 class RequestMetricsMiddleware:
@@ -111,6 +122,7 @@ class RequestMetricsMiddleware:
     def __init__(self, app: ASGIApp, *, route_template: RouteTemplates) -> None:
         self.app = app
         self.route_template = route_template
+        self.in_progress: dict[str, Gauge] = {}  # by method label, as `record_request` does
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -125,7 +137,9 @@ class RequestMetricsMiddleware:
                 status = message["status"]
             await send(message)
 
-        in_progress = IN_PROGRESS.labels(method)
+        in_progress = self.in_progress.get(method) or self.in_progress.setdefault(
+            method, IN_PROGRESS.labels(method)
+        )
         in_progress.inc()
         start = perf_counter()
         try:
