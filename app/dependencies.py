@@ -15,8 +15,6 @@ from app.core.security import request_access_claims
 from app.models import User
 from app.services import auth_service
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
 
 async def get_settings_dep(request: Request) -> Settings:
     """Async on purpose: FastAPI runs a plain `def` dependency in a worker thread."""
@@ -25,17 +23,12 @@ async def get_settings_dep(request: Request) -> Settings:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request, committed before the response is sent.
+    """The request's transaction, committed before the response is sent.
 
     Used with `scope="function"`: FastAPI then finishes this generator when the endpoint returns,
     before the response goes out, so a failed commit becomes an error response, never a 2xx.
     """
-    # Safe methods never write (HTTP semantics, and Keel's own rule): no transaction needed.
-    state = request.app.state
-    read_only = request.method in SAFE_METHODS
-    sessionmaker: async_sessionmaker[AsyncSession] = (
-        state.read_sessionmaker if read_only else state.sessionmaker
-    )
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
         try:
             yield session
@@ -45,8 +38,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for endpoints that only read: no transaction, and any write raises."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    async with sessionmaker() as session:
+        yield session
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 
 
 # The path under the default prefix; the OpenAPI document gets this app's own (app/api/docs.py).
@@ -54,20 +55,20 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=F
 
 
 async def get_current_user(
-    request: Request,
-    session: SessionDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User:
     """The caller, from a bearer access token of a live session; 401 otherwise.
 
-    The hottest dependency: it reads settings from the app directly rather than through
-    another `Depends`, and leaves the session id on the request for `CurrentSessionId`.
+    The lookup reads through a session of its own, closed before the endpoint runs, so a request
+    never holds two pooled connections at once (that could deadlock a full pool).
     """
     if not token:
         raise UnauthorizedError("Not authenticated")
     settings: Settings = request.app.state.settings
     verified = request_access_claims(request.scope, settings)  # the rate limiter's, if it ran
-    auth = await auth_service.authenticate(session, settings, token, verified=verified)
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    async with sessionmaker() as session:
+        auth = await auth_service.authenticate(session, settings, token, verified=verified)
     structlog.contextvars.bind_contextvars(user_id=str(auth.user.id))  # for the access line
     request.state.session_id = auth.session_id
     return auth.user

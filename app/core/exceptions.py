@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -24,6 +24,7 @@ ERROR_CODES: Mapping[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    412: "precondition_failed",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
@@ -54,6 +55,7 @@ class AppException(Exception):
 
     status_code: ClassVar[int] = 500
     default_message: ClassVar[str] = "Internal server error"
+    error: ClassVar[str | None] = None  # the envelope's `error`; None: the status's usual one
 
     def __init__(
         self,
@@ -96,6 +98,17 @@ class ConflictError(AppException):
     default_message = "Resource already exists"
 
 
+class PreconditionFailedError(AppException):
+    status_code = 412
+    default_message = "The resource has changed since the version given in If-Match"
+
+
+class IdempotencyKeyReusedError(AppException):
+    status_code = 422
+    error = "idempotency_key_reused"
+    default_message = "This Idempotency-Key was already used with a different request"
+
+
 class ServiceUnavailableError(AppException):
     status_code = 503
     default_message = "Service temporarily unavailable"
@@ -112,10 +125,14 @@ class PayloadTooLargeError(StarletteHTTPException):
         super().__init__(413, f"Request body exceeds {limit} bytes")
 
 
-def error_envelope(status: int, message: str, details: Any = None) -> ErrorResponse:
+def error_envelope(
+    status: int, message: str, details: Any = None, error: str | None = None
+) -> ErrorResponse:
     """The envelope, with the request id the request-id middleware bound for this request."""
     return ErrorResponse(
-        error=ERROR_CODES.get(status) or HTTPStatus(status).phrase.lower().replace(" ", "_"),
+        error=error
+        or ERROR_CODES.get(status)
+        or HTTPStatus(status).phrase.lower().replace(" ", "_"),
         message=message,
         details=details,
         request_id=structlog.contextvars.get_contextvars().get("request_id"),
@@ -123,15 +140,19 @@ def error_envelope(status: int, message: str, details: Any = None) -> ErrorRespo
 
 
 def error_response(
-    status: int, message: str, details: Any = None, headers: Mapping[str, str] | None = None
+    status: int,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+    error: str | None = None,
 ) -> JSONResponse:
-    envelope = error_envelope(status, message, details)
+    envelope = error_envelope(status, message, details, error)
     return JSONResponse(envelope.model_dump(mode="json"), status_code=status, headers=headers)
 
 
 async def app_exception_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppException)
-    return error_response(exc.status_code, exc.message, exc.details, exc.headers)
+    return error_response(exc.status_code, exc.message, exc.details, exc.headers, exc.error)
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -172,7 +193,25 @@ async def integrity_error_handler(request: Request, exc: Exception) -> JSONRespo
     return error_response(409, "The request conflicts with the current state of the resource")
 
 
+# SQLSTATE classes that mean "try again later": connection exception, insufficient resources,
+# operator intervention (statement timeout, shutdown), transaction rollback (deadlock).
+OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40"})
+
+
+def is_database_outage(exc: Exception) -> bool:
+    """An unreachable, overloaded or timed-out database, as opposed to a statement it refused."""
+    if not isinstance(exc, DBAPIError):
+        return True  # the pool's timeout, or a connection error below the driver
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)  # PostgreSQL's error code, via asyncpg
+    return isinstance(sqlstate, str) and sqlstate[:2] in OUTAGE_SQLSTATE_CLASSES
+
+
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """503 with Retry-After for an outage; a refused value or bad statement is a bug: 500."""
+    if not is_database_outage(exc):
+        return await unhandled_exception_handler(request, exc)
     logger.warning("database_unavailable", error=type(exc).__name__)
     return error_response(
         503, "Database unavailable, try again shortly", None, {"Retry-After": "5"}
