@@ -58,7 +58,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = next((v for n, v in scope["headers"] if n == b"x-request-id"), None)
+        incoming = dict(scope["headers"]).get(b"x-request-id")  # a repeated header: the last
         if incoming is not None and VALID_REQUEST_ID.fullmatch(incoming):
             request_id = incoming.decode("ascii")
         else:
@@ -160,7 +160,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = next((v for n, v in scope["headers"] if n == b"content-length"), None)
+        declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and not declared.isdigit():
             raise BadRequestError("Invalid Content-Length header")
         if declared is not None and int(declared) > self.limit:
