@@ -20,25 +20,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.core import metrics
-from app.core.context import user_id_var
 from app.core.exceptions import error_response
-from app.core.net import client_ip
+from app.core.middleware import client_ip
 from app.core.rate_limit import Decision, RateLimiter
-from app.core.security import VERIFIED_CLAIMS, bearer_claims
+from app.core.security import request_access_claims
 
 logger = structlog.get_logger("app.rate_limit")
 
 MAX_LOGIN_FORM_FIELDS: Final = 16
 EXEMPT_PREFIXES: Final = ("/health/", "/docs/", "/redoc/", "/metrics/")
-
-
-def _header(scope: Scope, wanted: bytes) -> bytes | None:
-    name: bytes
-    value: bytes
-    for name, value in scope["headers"]:
-        if name == wanted:
-            return value
-    return None
 
 
 def ip_key(ip: str) -> str:
@@ -131,19 +121,17 @@ class RateLimitMiddleware:
         if not path or path in self.exempt or path.startswith(EXEMPT_PREFIXES):
             await self.app(scope, receive, send)
             return
-        ip = ip_key(client_ip(scope, self.settings.TRUSTED_PROXIES))
+        ip = ip_key(client_ip(scope))
         if scope["method"] == "POST" and path in (self.token_path, self.register_path):
             decision, receive = await self._auth_decision(scope, receive, path, ip)
         else:
-            claims = bearer_claims(self.settings, self._authorization(scope))
-            user_id = None
-            if claims is not None:
+            claims = request_access_claims(scope, self.settings)
+            if claims is None:
+                decision = await self.limiter.hit(self.limiter.default, "ip", ip)
+            else:
                 user_id = str(claims.user_id)
-                user_id_var.set(user_id)  # the access line reports who made the request
-                # Verified once per request: the authentication dependency reuses it.
-                scope.setdefault("state", {})[VERIFIED_CLAIMS] = claims
-            key = ("user", user_id) if user_id is not None else ("ip", ip)
-            decision = await self.limiter.hit(self.limiter.default, *key)
+                structlog.contextvars.bind_contextvars(user_id=user_id)  # for the access line
+                decision = await self.limiter.hit(self.limiter.default, "user", user_id)
 
         if not decision.allowed:
             logger.info("rate_limited", policy=decision.policy.name, path=path)
@@ -162,11 +150,6 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_budget)
-
-    @staticmethod
-    def _authorization(scope: Scope) -> str | None:
-        value = _header(scope, b"authorization")
-        return value.decode("latin-1") if value is not None else None
 
     async def _auth_decision(
         self, scope: Scope, receive: Receive, path: str, ip: str
