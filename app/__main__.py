@@ -1,4 +1,4 @@
-"""Keel's command line: `python -m app serve | migrate | create-superuser`."""
+"""Keel's command line: `python -m app serve | migrate | worker | create-superuser`."""
 
 import typer
 
@@ -36,6 +36,20 @@ def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> 
 
     migrations.upgrade(get_settings().database_url, revision)
     typer.echo(f"database migrated to {revision}")
+
+
+@cli.command()
+def worker() -> None:
+    """Run a background-job worker (needs REDIS_URL; without it the API runs the jobs)."""
+    import asyncio
+
+    from app.jobs.worker import run_worker
+
+    settings = get_settings()
+    if not settings.REDIS_URL:
+        typer.echo("Refused: the worker needs REDIS_URL (without it the API runs jobs)", err=True)
+        raise typer.Exit(2)
+    asyncio.run(run_worker(settings))
 
 
 @cli.command("create-superuser")

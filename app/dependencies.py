@@ -13,6 +13,7 @@ from app.core.context import user_id_var
 from app.core.exceptions import ForbiddenError, UnauthorizedError
 from app.core.security import VERIFIED_CLAIMS
 from app.models import User
+from app.repositories.outbox_repository import RECORDED_JOBS
 from app.services import auth_service
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -43,6 +44,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+        recorded = session.info.get(RECORDED_JOBS)
+        if recorded:  # jobs recorded in the committed transaction: hand them over now
+            state.jobs.after_commit(recorded)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

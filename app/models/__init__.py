@@ -1,8 +1,10 @@
 """Every table, imported here so `Base.metadata` is complete for Alembic."""
 
+from app.models.account_token import AccountToken
 from app.models.base import Base
 from app.models.item import Item
+from app.models.outbox import OutboxJob
 from app.models.session import AuthSession
 from app.models.user import User
 
-__all__ = ["AuthSession", "Base", "Item", "User"]
+__all__ = ["AccountToken", "AuthSession", "Base", "Item", "OutboxJob", "User"]
