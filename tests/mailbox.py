@@ -1,7 +1,8 @@
 """A real SMTP server for tests (aiosmtpd on a free port) that keeps what it receives.
 
-It can be told to refuse (`refuse_with = 451` or `550`) or to stall in the middle of a message
-(`stall = True`), to put senders and workers through trouble.
+It can be told to refuse (`refuse_with = 451` or `550`) or to stall at the end of a message
+(`stall = True`: no answer until released, then a refusal), to put senders and workers through
+trouble.
 """
 
 import asyncio
@@ -69,8 +70,11 @@ class Mailbox:
             self.attempts += 1
         if self.refuse_with is not None:
             return f"{self.refuse_with} Refused by the test server"
-        if not self._flowing.is_set():  # stalled: until the test lets go
+        if not self._flowing.is_set():
+            # A hung server: nothing is answered until the test lets go, and what arrived
+            # meanwhile is then refused (its sender may long be gone).
             await asyncio.to_thread(self._flowing.wait)
+            return "421 Stalled; try again later"
         content = envelope.content
         assert isinstance(content, bytes)
         message = message_from_bytes(content, policy=policy.default)
@@ -92,6 +96,14 @@ class Mailbox:
                 return received
             time.sleep(0.05)
         raise AssertionError(f"{count} email(s) to {address} expected, got {self.to(address)}")
+
+    def wait_attempts(self, count: int, timeout: float = 30) -> None:
+        """Until `count` messages have reached the DATA stage, delivered or not (blocking)."""
+        deadline = time.monotonic() + timeout
+        while self.attempts < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{count} SMTP DATA expected, got {self.attempts}")
+            time.sleep(0.02)
 
     async def received(self, address: str, count: int = 1) -> EmailMessage:
         """The `count`-th message to `address`, waited for without blocking the event loop."""

@@ -53,7 +53,10 @@ class JobRunner:
     async def _run(self, job_id: uuid.UUID) -> None:
         async with self.sessionmaker() as session:
             job = await outbox_repository.lease(
-                session, job_id, seconds=self.settings.job_lease_seconds
+                session,
+                job_id,
+                seconds=self.settings.job_lease_seconds,
+                due_again_in=2 * self.settings.job_redeliver_seconds,
             )
             await session.commit()
         if job is None:

@@ -74,8 +74,14 @@ async def make_due(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
     )
 
 
-async def lease(session: AsyncSession, job_id: uuid.UUID, *, seconds: float) -> OutboxJob | None:
-    """Start an attempt: the job, unless it is finished or another worker holds its lease."""
+async def lease(
+    session: AsyncSession, job_id: uuid.UUID, *, seconds: float, due_again_in: float
+) -> OutboxJob | None:
+    """Start an attempt: the job, unless it is finished or another worker holds its lease.
+
+    Should this worker die, the queue delivers the job again; failing that (the queue lost it),
+    the sweep hands it over again `due_again_in` seconds from now.
+    """
     now = utc_now()
     until = now + timedelta(seconds=seconds)
     result = await session.execute(
@@ -85,8 +91,11 @@ async def lease(session: AsyncSession, job_id: uuid.UUID, *, seconds: float) -> 
             OutboxJob.status == PENDING,
             or_(OutboxJob.locked_until.is_(None), OutboxJob.locked_until < now),
         )
-        # If this worker dies, the sweep hands the job over again once the lease has run out.
-        .values(locked_until=until, due_at=until, attempts=OutboxJob.attempts + 1)
+        .values(
+            locked_until=until,
+            due_at=now + timedelta(seconds=due_again_in),
+            attempts=OutboxJob.attempts + 1,
+        )
         .returning(OutboxJob)
         .execution_options(synchronize_session=False)
     )
