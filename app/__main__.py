@@ -42,7 +42,11 @@ def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> 
 def worker() -> None:
     """Run a background-job worker (needs REDIS_URL; without it the API runs the jobs)."""
     import asyncio
+    import os
 
+    # One process: its metrics live in its own registry, not in the multiprocess files that
+    # PROMETHEUS_MULTIPROC_DIR (Gunicorn's, shared through the ConfigMap) would select.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from app.jobs.worker import run_worker
 
     settings = get_settings()
