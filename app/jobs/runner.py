@@ -127,6 +127,6 @@ async def sweep(
         await session.commit()
     metrics.QUEUE_DEPTH.set(depth)
     if ids:
-        logger.info("jobs_swept", count=len(ids))
+        logger.info("jobs_swept", count=len(ids), job_ids=[str(job_id) for job_id in ids])
         await hand_over(ids)
     return len(ids)

@@ -271,3 +271,19 @@ async def test_reset_confirm_validates_the_new_password(client: httpx.AsyncClien
         f"{AUTH}/password-reset/confirm", json={"token": "t", "new_password": "short"}
     )
     assert_envelope(response, 422, "validation_error")
+
+
+async def test_tokens_never_reach_the_logs_when_emails_are_sent(
+    client: httpx.AsyncClient, mailbox: Mailbox, capfd: pytest.CaptureFixture[str]
+) -> None:
+    alice = await make_account(client, "alice@example.com")
+    verify = token_in(await mailbox.received("alice@example.com"))
+    await client.post(f"{AUTH}/verify-email", json={"token": verify})
+    await request_reset(client, alice.email)
+    reset = token_in(await mailbox.received("alice@example.com", 2))
+    body = {"token": reset, "new_password": NEW_PASSWORD}
+    assert (await client.post(f"{AUTH}/password-reset/confirm", json=body)).status_code == 204
+    logged = capfd.readouterr().err
+    assert '"event":"email_sent"' in logged
+    assert verify not in logged
+    assert reset not in logged

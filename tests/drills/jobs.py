@@ -19,7 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import redis
 
+from app.jobs.broker import STREAM
 from tests.drills.harness import DrillResult, Stack, keel
 from tests.jobs.worker_process import Worker, running_worker, samples
 from tests.mailbox import Mailbox
@@ -75,28 +77,38 @@ async def delivered(mailbox: Mailbox, email: str, count: int) -> float | None:
     return time.monotonic() - started
 
 
-async def job_rows(stack: Stack, name: str) -> list[tuple[str, int, str | None]]:
+async def job_rows(stack: Stack, name: str) -> list[tuple[str, int, str | None, str]]:
+    """(status, attempts, last_error, id) of each job of that name, oldest first."""
     connection = await stack.postgres.connect()
     try:
         rows = await connection.fetch(
-            "SELECT status, attempts, last_error FROM outbox WHERE name = $1", name
+            "SELECT status, attempts, last_error, id::text FROM outbox WHERE name = $1"
+            " ORDER BY created_at",
+            name,
         )
     finally:
         await connection.close()
-    return [(row[0], row[1], row[2]) for row in rows]
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
 
 
-async def clear_outbox(stack: Stack) -> None:
+async def fresh_queue(stack: Stack) -> None:
+    """No job left by an earlier drill (the load's sign-ups queue verification emails)."""
     connection = await stack.postgres.connect()
     try:
         await connection.execute("DELETE FROM outbox")
     finally:
         await connection.close()
+    client = redis.Redis(port=stack.redis.port, socket_timeout=5)
+    try:
+        client.delete(STREAM)
+    finally:
+        client.close()
 
 
 async def redis_paused_drill(stack: Stack, pause: float = 5.0) -> DrillResult:
     result = DrillResult("6 jobs-redis-paused")
     email = "paused@example.com"
+    await fresh_queue(stack)
     mailbox = Mailbox().start()
     try:
         with api(stack, mailbox) as server, worker(stack, mailbox):
@@ -128,6 +140,7 @@ async def redis_paused_drill(stack: Stack, pause: float = 5.0) -> DrillResult:
 async def worker_killed_drill(stack: Stack) -> DrillResult:
     result = DrillResult("7 jobs-worker-killed")
     email = "killed@example.com"
+    await fresh_queue(stack)
     mailbox = Mailbox().start()
     try:
         with api(stack, mailbox) as server:
@@ -152,7 +165,9 @@ async def worker_killed_drill(stack: Stack) -> DrillResult:
     rows = await job_rows(stack, "send_password_reset_email")
     result.figures |= {"status": status, "delivered_after_kill": taken_over if after else None}
     result.figures["attempts"] = rows[-1][1] if rows else None
-    result.figures["by"] = "sweep" if '"jobs_swept"' in log else "redis-redelivery"
+    job_id = rows[-1][3] if rows else "?"
+    swept = [line for line in log.splitlines() if '"jobs_swept"' in line and job_id in line]
+    result.figures["by"] = "sweep" if swept else "redis-redelivery"
     result.figures["rescuer_succeeded"] = int(
         figures.get('jobs_succeeded_total{job="send_password_reset_email"}', 0)
     )
@@ -174,6 +189,7 @@ def black_hole() -> Iterator[str]:
 async def api_killed_drill(stack: Stack) -> DrillResult:
     result = DrillResult("8 jobs-api-killed")
     email = "crashed@example.com"
+    await fresh_queue(stack)
     mailbox = Mailbox().start()
     try:
         with worker(stack, mailbox):
@@ -204,6 +220,7 @@ async def api_killed_drill(stack: Stack) -> DrillResult:
 async def smtp_refusing_drill(stack: Stack, code: int = 451) -> DrillResult:
     result = DrillResult(f"9 jobs-smtp-{code}")
     email = f"refused{code}@example.com"
+    await fresh_queue(stack)
     mailbox = Mailbox().start()
     retries = {"JOB_MAX_ATTEMPTS": "3", "JOB_RETRY_BASE_SECONDS": "0.5"}
     try:
@@ -213,7 +230,7 @@ async def smtp_refusing_drill(stack: Stack, code: int = 451) -> DrillResult:
                 await delivered(mailbox, email, 1)
                 mailbox.refuse_with = code
                 status, _ = await request_reset(client, email)
-                rows: list[tuple[str, int, str | None]] = []
+                rows: list[tuple[str, int, str | None, str]] = []
                 for _ in range(200):
                     rows = await job_rows(stack, "send_password_reset_email")
                     if rows and rows[-1][0] != "pending":
@@ -224,7 +241,7 @@ async def smtp_refusing_drill(stack: Stack, code: int = 451) -> DrillResult:
     finally:
         mailbox.stop()
     label = '{job="send_password_reset_email"}'
-    row = rows[-1] if rows else ("missing", 0, None)
+    row = rows[-1] if rows else ("missing", 0, None, "")
     result.figures |= {"status": status, "outbox": row[0], "attempts": row[1]}
     result.figures["smtp_tries"] = mailbox.attempts - 1
     result.figures["retried"] = int(figures.get(f"jobs_retried_total{label}", 0))

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.models import OutboxJob
+from app.models.base import utc_now
 from tests.conftest import _ClientContext
 from tests.core.test_logging import json_lines
 from tests.mailbox import Mailbox
@@ -93,3 +94,26 @@ def _wait(condition: Callable[[], bool]) -> None:
             return
         time.sleep(0.025)
     raise AssertionError("condition never held")
+
+
+async def test_redis_down_still_202_and_the_job_waits_for_the_sweep(
+    make_settings: Callable[..., Settings],
+    make_client: Callable[[Settings], _ClientContext],
+    cleanup_engine: AsyncEngine,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A refused hand-over leaves the committed job due at once, for the workers' sweep."""
+    settings = make_settings(REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens there
+    async with make_client(settings) as client:
+        answer = await client.post("/api/v1/auth/password-reset", json={"email": "a@example.com"})
+        assert answer.status_code == 202
+        for _ in range(200):
+            async with cleanup_engine.connect() as conn:
+                job = (await conn.execute(select(OutboxJob))).one()
+            if job.due_at <= utc_now():
+                break
+            await asyncio.sleep(0.05)
+    assert (job.status, job.attempts) == ("pending", 0)
+    assert job.due_at <= utc_now()
+    events = [line["event"] for line in json_lines(capfd.readouterr().err)]
+    assert "jobs_hand_over_failed" in events
