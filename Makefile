@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint fuzz bench drills format check clean
+.PHONY: install run test lint fuzz bench drills migration format check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,20 +25,30 @@ run: install ## Migrate the database, then serve on http://127.0.0.1:8000
 test: install ## The whole test suite (PostgreSQL/Redis legs when TEST_DATABASE_URL/TEST_REDIS_URL are set)
 	$(BIN)/python -m pytest --cov
 
-lint: install ## ruff, formatting, mypy --strict and the import-layer contracts
+K8S_MANIFESTS = $(filter-out deploy/k8s/kustomization.yaml,$(wildcard deploy/k8s/*.yaml))
+
+lint: install ## ruff, formatting, mypy --strict, import-layer contracts, hadolint, Kubernetes schemas
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/kubernetes-validate --strict --quiet $(K8S_MANIFESTS)
 
-fuzz: install ## Schemathesis, all checks and phases, against a live server
-	$(BIN)/python scripts/fuzz.py
+fuzz: install ## Schemathesis, all checks and phases, against a live server, as a superuser and as a user
+	$(BIN)/python scripts/fuzz.py --as superuser
+	$(BIN)/python scripts/fuzz.py --as user
 
 bench: install ## Keel (production server) vs ../shared/bench's ceiling with wrk; writes docs/benchmarks.md
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 drills: install ## Resilience drills (CONTRACT.md section 7) on throwaway PostgreSQL and Redis
 	scripts/drills
+
+migration: install ## A new migration from the models: make migration name=add_orders (migrates first)
+	@test -n "$(name)" || { echo 'usage: make migration name=add_orders'; exit 2; }
+	$(BIN)/python -m app migrate
+	$(BIN)/alembic revision --autogenerate -m "$(name)"
 
 format: install
 	$(BIN)/ruff check --fix .

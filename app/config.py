@@ -1,5 +1,7 @@
 """Typed configuration from environment variables (and `.env`), validated once at start-up."""
 
+import json
+import re
 import secrets
 from email.utils import parseaddr
 from functools import lru_cache
@@ -8,6 +10,8 @@ from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
+    BeforeValidator,
     EmailStr,
     Field,
     PrivateAttr,
@@ -38,10 +42,57 @@ PLACEHOLDER_SECRETS = frozenset(
 )
 SQLITE_DEFAULT_URL = "sqlite+aiosqlite:///./keel.db"
 DEVELOPMENT_FRONTEND_URL = "http://localhost:3000"
+# scheme://host[:port]: what a browser sends in `Origin`. The host is a DNS name, IPv4 or [IPv6].
+_ORIGIN = re.compile(
+    r"[a-z][a-z0-9+.-]*://"
+    r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
 
 
 class ConfigError(SystemExit):
     """Start-up refused because of configuration; its message is one readable line."""
+
+
+def _list_variable(value: object) -> object:
+    """A list variable in either form operators write: `["a","b"]` (JSON) or `a,b`."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text.startswith("["):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        entries = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not a valid JSON list ({error.msg})") from None
+    if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
+        raise ValueError("a JSON list must hold strings only")
+    return [entry.strip() for entry in entries]
+
+
+def _origin(value: str) -> str:
+    """`*`, or an origin (`scheme://host[:port]`, one trailing slash tolerated), lower-cased."""
+    if value == "*":
+        return value
+    origin = value.removesuffix("/").lower()
+    match = _ORIGIN.fullmatch(origin)
+    if match is None or int(match["port"] or 1) not in range(1, 65536):
+        raise ValueError("not an origin (scheme://host[:port], no path)")
+    return origin
+
+
+def _network(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError("not an IP address or network (e.g. 10.0.0.0/8)") from None
+    return value
+
+
+Origin = Annotated[str, AfterValidator(_origin)]
+Network = Annotated[IPv4Network | IPv6Network, BeforeValidator(_network)]
+ListVariable = BeforeValidator(_list_variable)
 
 
 class Settings(BaseSettings):
@@ -79,8 +130,8 @@ class Settings(BaseSettings):
     DATABASE_STATEMENT_TIMEOUT_MS: int = Field(default=5_000, ge=1, le=3_600_000)
     REDIS_URL: str | None = None
 
-    CORS_ORIGINS: Annotated[list[str], NoDecode] = []
-    TRUSTED_PROXIES: Annotated[list[IPv4Network | IPv6Network], NoDecode] = []
+    CORS_ORIGINS: Annotated[list[Origin], NoDecode, ListVariable] = []
+    TRUSTED_PROXIES: Annotated[list[Network], NoDecode, ListVariable] = []
     HSTS_SECONDS: int = Field(default=0, ge=0)
     MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
     REQUEST_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0, le=3600)
@@ -115,20 +166,6 @@ class Settings(BaseSettings):
     WORKER_HEALTH_PORT: int = Field(default=9000, ge=1, le=65535)
 
     _secret_generated: bool = PrivateAttr(default=False)
-
-    @field_validator("CORS_ORIGINS", mode="before")
-    @classmethod
-    def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
-        return value
-
-    @field_validator("TRUSTED_PROXIES", mode="before")
-    @classmethod
-    def _split_networks(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [ip_network(part.strip(), strict=False) for part in value.split(",") if part]
-        return value
 
     @field_validator("EMAIL_FROM")
     @classmethod

@@ -16,8 +16,6 @@ from app.models import User
 from app.repositories.outbox_repository import RECORDED_JOBS
 from app.services import auth_service
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
 
 async def get_settings_dep(request: Request) -> Settings:
     """Async on purpose: FastAPI runs a plain `def` dependency in a worker thread."""
@@ -26,17 +24,12 @@ async def get_settings_dep(request: Request) -> Settings:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request, committed before the response is sent.
+    """The request's transaction, committed before the response is sent.
 
     Used with `scope="function"`: FastAPI then finishes this generator when the endpoint returns,
     before the response goes out, so a failed commit becomes an error response, never a 2xx.
     """
-    # Safe methods never write (HTTP semantics, and Keel's own rule): no transaction needed.
-    state = request.app.state
-    read_only = request.method in SAFE_METHODS
-    sessionmaker: async_sessionmaker[AsyncSession] = (
-        state.read_sessionmaker if read_only else state.sessionmaker
-    )
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
         try:
             yield session
@@ -46,11 +39,19 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         recorded = session.info.get(RECORDED_JOBS)
         if recorded:  # jobs recorded in the committed transaction: hand them over now
-            state.jobs.after_commit(recorded)
+            request.app.state.jobs.after_commit(recorded)
+
+
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for endpoints that only read: no transaction, and any write raises."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    async with sessionmaker() as session:
+        yield session
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 
 
 # Swagger UI resolves a relative tokenUrl against the OpenAPI `servers` URL (the page's origin
@@ -77,20 +78,20 @@ def document_token_url(app: FastAPI) -> None:
 
 
 async def get_current_user(
-    request: Request,
-    session: SessionDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User:
     """The caller, from a bearer access token of a live session; 401 otherwise.
 
-    The hottest dependency: it reads settings from the app directly rather than through
-    another `Depends`, and leaves the session id on the request for `CurrentSessionId`.
+    The lookup reads through a session of its own, closed before the endpoint runs, so a request
+    never holds two pooled connections at once (that could deadlock a full pool).
     """
     if not token:
         raise UnauthorizedError("Not authenticated")
     settings: Settings = request.app.state.settings
     verified = getattr(request.state, VERIFIED_CLAIMS, None)  # left by the rate limiter
-    auth = await auth_service.authenticate(session, settings, token, verified=verified)
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    async with sessionmaker() as session:
+        auth = await auth_service.authenticate(session, settings, token, verified=verified)
     user_id = str(auth.user.id)
     user_id_var.set(user_id)
     request.state.user_id = user_id  # for the access log, which runs outside this context

@@ -1,10 +1,11 @@
 """Property-based API fuzzing: Schemathesis, every check, against a real Keel server.
 
-    .venv/bin/python scripts/fuzz.py [--max-examples 25] [--database-url URL]
+    .venv/bin/python scripts/fuzz.py [--as superuser|user] [--max-examples 25] [--database-url URL]
 
 Starts Uvicorn on a free loopback port with a fresh database (PostgreSQL database
 `keel_fuzz` next to TEST_DATABASE_URL when that is set, else a SQLite file), then runs
-`schemathesis run` with all checks and every phase (examples, coverage, fuzzing, stateful).
+`schemathesis run` with all checks and every phase (examples, coverage, fuzzing, stateful),
+authenticated as throwaway superusers (every route reachable) or normal users (`--as user`).
 Exits with Schemathesis' status: non-zero on any failure.
 """
 
@@ -66,6 +67,7 @@ def main() -> int:
     parser.add_argument("--max-examples", type=int, default=25)
     parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL"))
     parser.add_argument("--workers", default="1")
+    parser.add_argument("--as", dest="role", choices=["superuser", "user"], default="superuser")
     args, extra = parser.parse_known_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,6 +87,7 @@ def main() -> int:
             "LOG_LEVEL": "WARNING",
             "LOG_FORMAT": "json",
             "KEEL_FUZZ_URL": base_url,
+            "KEEL_FUZZ_ROLE": args.role,
             "SCHEMATHESIS_HOOKS": "tests.fuzz_hooks",
             "PYTHONPATH": str(ROOT),
         }

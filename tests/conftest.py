@@ -9,7 +9,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -36,6 +36,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgresql: runs against TEST_DATABASE_URL")
 
 
+# What tests needed and this machine lacks, with how to provide it: the run's last line says.
+_MISSING: dict[str, str] = {}
+
+
+def missing(need: str, how: str, *, required: bool = REQUIRE_SERVICES) -> NoReturn:
+    """Skip the test for want of `need` (fail instead when it is required, as in CI)."""
+    if required:
+        pytest.fail(f"required but missing: {need}")
+    _MISSING[need] = how
+    pytest.skip(f"needs {need} ({how})")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _MISSING:
+        wanted = "; ".join(f"{need}: {how}" for need, how in _MISSING.items())
+        terminalreporter.write_line(f"Skipped for want of {wanted}")
+
+
 async def reset_schema(url: str) -> None:
     """Drop whatever a previous run left, then build the schema with the real migrations."""
     engine = create_async_engine(url)
@@ -60,10 +78,8 @@ async def database_url(
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'keel.db'}"
     elif TEST_DATABASE_URL:
         url = TEST_DATABASE_URL
-    elif REQUIRE_SERVICES:
-        pytest.fail("REQUIRE_SERVICES=1 but TEST_DATABASE_URL is not set")
     else:
-        pytest.skip("TEST_DATABASE_URL is not set")
+        missing("PostgreSQL", "set TEST_DATABASE_URL=postgresql+asyncpg://…")
     await reset_schema(url)
     return url
 
@@ -173,9 +189,7 @@ def redis_url() -> str:
     """TEST_REDIS_URL, checked reachable: skipped when unset, failed when unset and
     REQUIRE_SERVICES=1 or when set but unreachable."""
     if not TEST_REDIS_URL:
-        if REQUIRE_SERVICES:
-            pytest.fail("REQUIRE_SERVICES=1 but TEST_REDIS_URL is not set")
-        pytest.skip("TEST_REDIS_URL is not set")
+        missing("Redis", "set TEST_REDIS_URL=redis://…")
     client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
     try:
         client.ping()

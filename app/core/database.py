@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import event, exc, text
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from app.config import Settings
@@ -84,17 +86,40 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
     cursor.close()
 
 
+class ReadOnlySessionError(RuntimeError):
+    """A write was attempted through a read-only session: a bug in the endpoint."""
+
+
+class ReadOnlySession(Session):
+    """A session that only reads: flushing a change or running INSERT/UPDATE/DELETE raises."""
+
+    def flush(self, objects: Sequence[Any] | None = None) -> None:
+        if self.new or self.dirty or self.deleted:
+            raise ReadOnlySessionError("a read-only session cannot write; use SessionDep")
+
+
+@event.listens_for(ReadOnlySession, "do_orm_execute")
+def _refuse_writes(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise ReadOnlySessionError("a read-only session cannot write; use SessionDep")
+
+
 def create_sessionmaker(
     engine: AsyncEngine, *, read_only: bool = False
 ) -> async_sessionmaker[AsyncSession]:
-    """Sessions for requests; `read_only` ones run each statement in autocommit mode.
+    """Sessions for requests; `read_only` ones cannot write and run without a transaction.
 
     A request that only reads gains nothing from BEGIN ... COMMIT around its queries but two
     round trips; its statements each see a consistent snapshot of their own.
     """
-    if read_only:
-        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
     # expire_on_commit=False: responses are serialized after the commit without reloading rows.
+    if read_only:
+        return async_sessionmaker(
+            engine.execution_options(isolation_level="AUTOCOMMIT"),
+            sync_session_class=ReadOnlySession,
+            expire_on_commit=False,
+            autoflush=False,
+        )
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 

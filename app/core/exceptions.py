@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, iter_route_contexts
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
@@ -189,7 +189,25 @@ async def integrity_error_handler(request: Request, exc: Exception) -> JSONRespo
     return error_response(409, "The request conflicts with the current state of the resource")
 
 
+# SQLSTATE classes that mean "try again later": connection exception, insufficient resources,
+# operator intervention (statement timeout, shutdown), transaction rollback (deadlock).
+OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40"})
+
+
+def is_database_outage(exc: Exception) -> bool:
+    """An unreachable, overloaded or timed-out database, as opposed to a statement it refused."""
+    if not isinstance(exc, DBAPIError):
+        return True  # the pool's timeout, or a connection error below the driver
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)  # PostgreSQL's error code, via asyncpg
+    return isinstance(sqlstate, str) and sqlstate[:2] in OUTAGE_SQLSTATE_CLASSES
+
+
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """503 with Retry-After for an outage; a refused value or bad statement is a bug: 500."""
+    if not is_database_outage(exc):
+        return await unhandled_exception_handler(request, exc)
     logger.warning("database_unavailable", error=type(exc).__name__)
     return error_response(
         503, "Database unavailable, try again shortly", None, {"Retry-After": "5"}

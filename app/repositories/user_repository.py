@@ -36,6 +36,7 @@ async def add(session: AsyncSession, **values: Any) -> User:
 
 
 async def update(session: AsyncSession, user: User, **values: Any) -> User:
+    session.add(user)  # the caller's own account comes detached from authentication's session
     for name, value in values.items():
         setattr(user, name, value)
     await session.flush()

@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from app.config import Settings
-from tests.api.conftest import Account, assert_envelope
+from tests.api.conftest import Account, assert_envelope, login
 from tests.conftest import TEST_SECRET_KEY
 
 ME = "/api/v1/users/me"
@@ -122,10 +122,17 @@ async def test_token_dies_with_its_user(client: httpx.AsyncClient, alice: Accoun
 async def test_token_dies_when_user_is_deactivated(
     client: httpx.AsyncClient, alice: Account, admin: Account
 ) -> None:
-    await client.patch(
+    deactivated = await client.patch(
         f"/api/v1/users/{alice.id}", json={"is_active": False}, headers=admin.headers
     )
+    assert deactivated.status_code == 200
+    assert deactivated.json()["is_active"] is False
     await refused(client, alice.access_token)
-    # Reactivation does not revive the old sessions.
-    await client.patch(f"/api/v1/users/{alice.id}", json={"is_active": True}, headers=admin.headers)
+    # Reactivation does not revive the old sessions, though the account logs in again.
+    reactivated = await client.patch(
+        f"/api/v1/users/{alice.id}", json={"is_active": True}, headers=admin.headers
+    )
+    assert reactivated.status_code == 200
+    assert reactivated.json()["is_active"] is True
     await refused(client, alice.access_token)
+    assert (await login(client, alice.email, alice.password)).status_code == 200

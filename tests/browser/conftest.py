@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_SECRET_KEY, reset_schema
+from tests.conftest import TEST_SECRET_KEY, missing, reset_schema
 from tests.servers import free_port, stop, wait_until_answering
 
 PORT_RANGE = range(18500, 18600)
@@ -31,13 +31,11 @@ def chromium_path() -> str:
     """The Chromium binary: CHROMIUM_PATH if set, else the first Debian one found."""
     explicit = os.environ.get("CHROMIUM_PATH")
     candidates = (explicit,) if explicit else CHROMIUM_CANDIDATES
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    message = f"no Chromium binary found (looked for {', '.join(c for c in candidates if c)})"
-    if REQUIRE_BROWSER:
-        pytest.fail(f"REQUIRE_BROWSER=1 but {message}")
-    pytest.skip(message)
+    found = next((c for c in candidates if c and Path(c).is_file() and os.access(c, os.X_OK)), None)
+    if found is None:
+        how = "apt-get install chromium, or set CHROMIUM_PATH"
+        missing("Chromium", how, required=REQUIRE_BROWSER)
+    return found
 
 
 @pytest.fixture(scope="session")

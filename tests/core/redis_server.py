@@ -6,15 +6,15 @@ import time
 
 import redis
 
-from tests.conftest import REQUIRE_SERVICES
+from tests.conftest import missing
 from tests.core.conftest import free_port
 
 
-def redis_server_binary() -> str | None:
-    """The redis-server executable; None (the caller skips) unless REQUIRE_SERVICES=1."""
+def redis_server_binary() -> str:
+    """The redis-server executable; the test skips without one (fails when it is required)."""
     binary = shutil.which("redis-server")
-    if binary is None and REQUIRE_SERVICES:
-        raise RuntimeError("REQUIRE_SERVICES=1 but redis-server is not installed")
+    if binary is None:
+        missing("redis-server", "apt-get install redis-server")
     return binary
 
 

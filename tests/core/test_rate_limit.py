@@ -165,10 +165,7 @@ async def test_token_endpoint_is_limited_per_account_across_ips(
 @pytest.fixture
 def throwaway_redis() -> Iterator[ThrowawayRedis]:
     """A Redis of the test's own, killed at the end whatever happens."""
-    binary = redis_server_binary()
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    server = ThrowawayRedis(binary)
+    server = ThrowawayRedis(redis_server_binary())
     server.start()
     try:
         yield server

@@ -41,8 +41,8 @@ def free_port() -> int:
     raise RuntimeError("no free port in 18300-18399")
 
 
-def _postgres_bin() -> Path:
-    """The newest installed PostgreSQL's bin directory (PG_BIN overrides)."""
+def find_postgres_bin() -> Path | None:
+    """The newest installed PostgreSQL's bin directory (PG_BIN overrides), if any."""
     configured = os.environ.get("PG_BIN")
     candidates = [configured] if configured else sorted(glob("/usr/lib/postgresql/*/bin"))[::-1]
     on_path = shutil.which("initdb")
@@ -51,7 +51,7 @@ def _postgres_bin() -> Path:
     for candidate in candidates:
         if (Path(candidate) / "initdb").exists():
             return Path(candidate)
-    raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found; set PG_BIN")
+    return None
 
 
 class ThrowawayPostgres:
@@ -62,7 +62,10 @@ class ThrowawayPostgres:
     """
 
     def __init__(self, database: str = "keel") -> None:
-        self.bin = _postgres_bin()
+        binaries = find_postgres_bin()
+        if binaries is None:
+            raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found; set PG_BIN")
+        self.bin = binaries
         self.port = free_port()
         self.database = database
         self.root = Path(tempfile.mkdtemp(prefix="keel-drill-pg-"))

@@ -1,7 +1,8 @@
 """Drills 1, 2 and 4 of `scripts/drills`, shortened: the real production server (Gunicorn,
 2 workers) on a throwaway PostgreSQL cluster and redis-server, under recorded load.
 
-They need PostgreSQL's server binaries and redis-server; without them they fail, never skip.
+They need PostgreSQL's server binaries and redis-server: without them they skip, or fail when
+REQUIRE_SERVICES=1 (CI).
 The bounds checked (ready 503 within 2 s, 200 within 5 s of the return) are CONTRACT.md's own.
 """
 

@@ -18,7 +18,7 @@ from app.api.v1.schemas.users import (
     UserUpdate,
     UserUpdateMe,
 )
-from app.dependencies import CurrentUser, SessionDep, SettingsDep, SuperUser
+from app.dependencies import CurrentUser, ReadSessionDep, SessionDep, SettingsDep, SuperUser
 from app.services import account_service, user_service
 
 router = APIRouter(
@@ -62,7 +62,7 @@ async def change_password(body: PasswordChange, user: CurrentUser, session: Sess
 
 @router.get("", response_model=Page[UserPublic], responses=ADMIN_ONLY)
 async def list_users(
-    _: SuperUser, session: SessionDep, limit: LimitQuery = 20, offset: OffsetQuery = 0
+    _: SuperUser, session: ReadSessionDep, limit: LimitQuery = 20, offset: OffsetQuery = 0
 ) -> dict[str, object]:
     users, total = await user_service.page(session, limit=limit, offset=offset)
     return {"items": users, "total": total, "limit": limit, "offset": offset}
@@ -83,7 +83,7 @@ async def create_user(body: UserCreate, _: SuperUser, session: SessionDep) -> ob
 
 
 @router.get("/{user_id}", response_model=UserPublic, responses={**ADMIN_ONLY, **NOT_FOUND})
-async def read_user(user_id: uuid.UUID, _: SuperUser, session: SessionDep) -> object:
+async def read_user(user_id: uuid.UUID, _: SuperUser, session: ReadSessionDep) -> object:
     return await user_service.get(session, user_id)
 
 

@@ -2,6 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, ClassVar
 
+import email_validator
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 from pydantic.json_schema import SkipJsonSchema
 
@@ -10,11 +11,17 @@ from app.api.v1.schemas.common import PatchModel, SafeStr, StrictModel
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
 
+# email-validator refuses addresses under special-use domains (RFC 6761: .test, .localhost, ...):
+# no mail reaches them. The pattern says so in the schema, so clients and fuzzers know it.
+SPECIAL_USE_DOMAINS = "|".join(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+NOT_SPECIAL_USE = rf"^(?!.*[@.](?i:{SPECIAL_USE_DOMAINS})\.?$)"
+
 # Stored lower-cased: the unique constraint on `users.email` is then case-insensitive.
 Email = Annotated[
     EmailStr,
     Field(
         max_length=320,
+        json_schema_extra={"pattern": NOT_SPECIAL_USE},  # checked by email-validator itself
         description="A deliverable address: special-use domains (.test, .localhost, …) are refused",
     ),
     AfterValidator(str.lower),

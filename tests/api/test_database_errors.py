@@ -1,0 +1,124 @@
+"""Only a database outage is a 503: a statement the database refuses is a bug, answered 500."""
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.dependencies import ReadSessionDep, SessionDep
+from app.models import Item
+
+
+def is_postgresql(app: FastAPI) -> bool:
+    return str(app.state.settings.database_url).startswith("postgresql")
+
+
+async def test_a_refused_statement_is_500_not_an_outage(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    # PostgreSQL: division_by_zero (SQLSTATE 22012, a data exception). SQLite: two statements
+    # in one call (sqlite3.ProgrammingError). Both are DBAPIErrors that no retry would cure.
+    statement = "SELECT 1 / 0" if is_postgresql(app) else "SELECT 1; SELECT 2"
+
+    @app.post("/_test/refused")
+    async def refused(session: SessionDep) -> None:
+        await session.execute(text(statement))
+
+    response = await client.post("/_test/refused")
+    assert response.status_code == 500
+    assert response.json()["error"] == "internal_error"
+    assert response.json()["message"] == "Internal server error"
+    assert "retry-after" not in response.headers
+
+
+async def test_a_value_out_of_range_is_500_not_an_outage(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    if not is_postgresql(app):
+        pytest.skip("SQLite stores any integer; its OverflowError is not a database error")
+
+    @app.post("/_test/overflow")
+    async def overflow(session: SessionDep) -> None:
+        await session.execute(text("SELECT CAST(:big AS integer)"), {"big": "99999999999"})
+
+    response = await client.post("/_test/overflow")
+    assert response.status_code == 500
+    assert "retry-after" not in response.headers
+
+
+async def test_a_statement_timeout_is_an_outage(app: FastAPI, client: httpx.AsyncClient) -> None:
+    if not is_postgresql(app):
+        pytest.skip("statement_timeout is PostgreSQL's")
+
+    @app.post("/_test/slow")
+    async def slow(session: SessionDep) -> None:
+        await session.execute(text("SET LOCAL statement_timeout = 50"))
+        await session.execute(text("SELECT pg_sleep(2)"))
+
+    response = await client.post("/_test/slow")
+    assert response.status_code == 503
+    assert response.json()["error"] == "service_unavailable"
+    assert response.headers["retry-after"] == "5"
+
+
+def _integers(node: Any) -> list[dict[str, Any]]:
+    """Every integer schema inside a JSON-schema fragment."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            found.append(node)
+        for value in node.values():
+            found += _integers(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _integers(value)
+    return found
+
+
+async def test_every_integer_a_client_sends_is_bounded(client: httpx.AsyncClient) -> None:
+    """No request can carry an integer the database would refuse or overflow on."""
+    document = (await client.get("/api/v1/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    inputs: list[Any] = []
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            inputs += [parameter["schema"] for parameter in operation.get("parameters", [])]
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                reference = media["schema"].get("$ref", "")
+                inputs.append(schemas[reference.rsplit("/", 1)[-1]] if reference else media)
+    integers = _integers(inputs)
+    assert integers, "the API takes no integer at all: this test checks nothing"
+    for schema in integers:
+        assert "maximum" in schema or "exclusiveMaximum" in schema, schema
+        assert "minimum" in schema or "exclusiveMinimum" in schema, schema
+
+
+async def test_a_write_through_a_read_session_fails_loudly(
+    app: FastAPI, client: httpx.AsyncClient, cleanup_engine: AsyncEngine
+) -> None:
+    """ReadSessionDep runs without a transaction, so it must never write: ORM or Core."""
+
+    @app.post("/_test/orm-write")
+    async def orm_write(session: ReadSessionDep) -> None:
+        session.add(Item(title="sneaked in", owner_id=uuid.uuid4()))
+        await session.flush()
+
+    @app.post("/_test/core-write")
+    async def core_write(session: ReadSessionDep) -> None:
+        await session.execute(delete(Item))
+
+    @app.get("/_test/read")
+    async def read(session: ReadSessionDep) -> dict[str, int]:
+        return {"items": await session.scalar(select(func.count()).select_from(Item)) or 0}
+
+    for path in ("/_test/orm-write", "/_test/core-write"):
+        response = await client.post(path)
+        assert response.status_code == 500
+        assert response.json()["error"] == "internal_error"
+    assert (await client.get("/_test/read")).json() == {"items": 0}
+    async with cleanup_engine.connect() as connection:
+        assert await connection.scalar(select(func.count()).select_from(Item)) == 0
