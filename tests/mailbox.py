@@ -28,6 +28,7 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.refuse_with: int | None = None
+        self.slow_seconds = 0.0  # each message is accepted only after this long
         self._flowing = threading.Event()
         self._flowing.set()
         self.attempts = 0  # DATA commands seen, delivered or not
@@ -75,6 +76,7 @@ class Mailbox:
             # meanwhile is then refused (its sender may long be gone).
             await asyncio.to_thread(self._flowing.wait)
             return "421 Stalled; try again later"
+        await asyncio.sleep(self.slow_seconds)
         content = envelope.content
         assert isinstance(content, bytes)
         message = message_from_bytes(content, policy=policy.default)

@@ -27,6 +27,7 @@ from app.jobs.runner import HandOver, JobRunner, sweep
 logger = structlog.get_logger("app.worker")
 
 RECONNECT_SECONDS: Final = 1.0
+RECEIVER_STOP_SECONDS: Final = 5.0
 
 
 async def run_worker(settings: Settings) -> None:
@@ -38,8 +39,16 @@ async def run_worker(settings: Settings) -> None:
     broker.is_worker_process = True
     kicker = run_job_kicker(broker)
 
+    running: set[asyncio.Task[object]] = set()
+
     async def run_job(job_id: str) -> None:
-        await runner.run(uuid.UUID(job_id))
+        task = asyncio.current_task()  # taskiq's delivery task: it acknowledges after this
+        assert task is not None
+        running.add(task)
+        try:
+            await runner.run(uuid.UUID(job_id))
+        finally:
+            running.discard(task)
 
     broker.register_task(run_job, task_name=RUN_JOB)
 
@@ -63,12 +72,16 @@ async def run_worker(settings: Settings) -> None:
     )
     try:
         await stop.wait()
-        logger.info("worker_stopping")
-        await receiving
+        logger.info("worker_stopping", running_jobs=len(running))
+        # taskiq's receiver stops fetching and waits for its jobs; its stop can hang while a
+        # Redis read is being cancelled, so it is bounded, and the jobs are waited for here.
+        await asyncio.wait({receiving}, timeout=RECEIVER_STOP_SECONDS)
+        if running:
+            await asyncio.wait(set(running), timeout=settings.job_lease_seconds)
     finally:
         for task in (sweeping, receiving):
             task.cancel()
-        await asyncio.gather(sweeping, receiving, return_exceptions=True)
+        await asyncio.wait({sweeping, receiving}, timeout=RECEIVER_STOP_SECONDS)
         health.close()
         await broker.shutdown()
         await engine.dispose()

@@ -140,6 +140,22 @@ def test_sigterm_stops_the_worker_cleanly(worker: Worker) -> None:
     assert '"event":"worker_stopped"' in worker.log_text()
 
 
+async def test_sigterm_lets_the_running_job_finish(
+    api: _ClientContext, worker: Worker, mailbox: Mailbox
+) -> None:
+    mailbox.slow_seconds = 2.0
+    async with api as client:
+        await client.post(
+            f"{AUTH}/register", json={"email": "ann@example.com", "password": PASSWORD}
+        )
+        await asyncio.to_thread(mailbox.wait_attempts, 1)  # the worker is sending
+        worker.process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(wait_for_exit, worker, 20) == 0
+    assert len(mailbox.to("ann@example.com")) == 1
+    events = [line["event"] for line in json_lines(worker.log_text())]
+    assert events.index("worker_stopping") < events.index("job_succeeded")
+
+
 def test_the_worker_refuses_to_start_without_redis(tmp_path: Path) -> None:
     env = worker_env(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'k.db'}")
     done = subprocess.run(
