@@ -1,5 +1,6 @@
 """What can be checked without a Docker engine or a cluster: the files themselves."""
 
+import os
 import re
 import runpy
 import tomllib
@@ -77,7 +78,12 @@ async def test_probes_point_at_real_routes(
 
 def gunicorn_setting(name: str) -> Any:
     """A setting as Gunicorn reads it: gunicorn.conf.py executed as a module."""
-    return runpy.run_path(str(REPO_ROOT / "gunicorn.conf.py"))[name]
+    saved = dict(os.environ)  # the file exports settings (SECRET_KEY...): keep later tests clean
+    try:
+        return runpy.run_path(str(REPO_ROOT / "gunicorn.conf.py"))[name]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def test_pod_outlives_prestop_sleep_plus_graceful_timeout(kinds: dict[str, dict[str, Any]]) -> None:
