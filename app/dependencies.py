@@ -13,6 +13,7 @@ from app.config import Settings
 from app.core.exceptions import ForbiddenError, UnauthorizedError
 from app.core.security import request_access_claims
 from app.models import User
+from app.repositories.outbox_repository import RECORDED_JOBS
 from app.services import auth_service
 
 
@@ -36,6 +37,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+        recorded = session.info.get(RECORDED_JOBS)
+        if recorded:  # jobs recorded in the committed transaction: hand them over now
+            request.app.state.jobs.after_commit(recorded)
 
 
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -20,6 +20,7 @@ from app.core.logging import configure_logging
 from app.core.middleware import edge_layers
 from app.core.rate_limit import RateLimiter
 from app.core.rate_limit_middleware import RateLimitMiddleware
+from app.jobs.queue import build_queue
 from app.services import user_service
 
 logger = structlog.get_logger("app.main")
@@ -43,6 +44,10 @@ def _announce_embedded_defaults(settings: Settings) -> None:
         logger.warning("database_url_unset", using=settings.database_url)
     if settings.REDIS_URL is None:
         logger.warning("redis_url_unset", rate_limiting="in-process, per worker")
+    if settings.SMTP_HOST is None:
+        logger.warning("smtp_host_unset", emails="written to the log, links included")
+    if settings.REDIS_URL is None:
+        logger.warning("jobs_in_process", note="no REDIS_URL: this process runs the jobs")
     if settings.secret_key_generated:
         logger.warning("secret_key_generated", note="tokens stop working when the process exits")
 
@@ -68,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 password=settings.FIRST_SUPERUSER_PASSWORD.get_secret_value(),
             )
         await rate_limiter.open()
+        app.state.jobs = build_queue(settings, app.state.sessionmaker)
+        await app.state.jobs.start()
         if settings.REDIS_URL:
             app.state.redis_ping = rate_limiter.ping
         # Everything built so far lives as long as the worker: move it out of the garbage
@@ -78,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             app.state.draining = True
+            await app.state.jobs.close()  # hand-overs and in-process jobs, briefly
             metrics.release_pool(engine)
             await engine.dispose()
             await rate_limiter.close()

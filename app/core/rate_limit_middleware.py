@@ -13,6 +13,7 @@ from ipaddress import IPv6Address, IPv6Network, ip_address
 from typing import Final
 from urllib.parse import parse_qsl
 
+import orjson
 import structlog
 from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -75,6 +76,16 @@ def _replaying(messages: list[Message], receive: Receive) -> Receive:
     return replay
 
 
+def json_email(body: bytes) -> str | None:
+    """The `email` field of a JSON body, if it has one (the endpoint validates it properly)."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    email = value.get("email") if isinstance(value, dict) else None
+    return email if isinstance(email, str) else None
+
+
 async def form_username(headers: Headers, body: bytes) -> str | None:
     """The `username` field of a login form, read the way the endpoint will read it."""
     media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -112,6 +123,18 @@ class RateLimitMiddleware:
         prefix = settings.API_V1_PREFIX
         self.token_path = f"{prefix}/auth/token"
         self.register_path = f"{prefix}/auth/register"
+        self.reset_path = f"{prefix}/auth/password-reset"
+        self.resend_path = f"{prefix}/auth/verify-email/resend"
+        # The auth quota by IP for all of these; by account too for logins, reset requests
+        # (the JSON body's email) and verification resends (the bearer token's user).
+        self.auth_paths = {
+            self.token_path: "token",
+            self.register_path: "register",
+            self.reset_path: "password-reset",
+            f"{prefix}/auth/password-reset/confirm": "password-reset-confirm",
+            f"{prefix}/auth/verify-email": "verify-email",
+            self.resend_path: "verify-email-resend",
+        }
         self.exempt = frozenset(
             {"/health", "/metrics", "/docs", "/redoc", f"{prefix}/openapi.json"}
         )
@@ -122,7 +145,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         ip = ip_key(client_ip(scope))
-        if scope["method"] == "POST" and path in (self.token_path, self.register_path):
+        if scope["method"] == "POST" and path in self.auth_paths:
             decision, receive = await self._auth_decision(scope, receive, path, ip)
         else:
             claims = request_access_claims(scope, self.settings)
@@ -154,17 +177,30 @@ class RateLimitMiddleware:
     async def _auth_decision(
         self, scope: Scope, receive: Receive, path: str, ip: str
     ) -> tuple[Decision, Receive]:
-        """The auth quota by IP; for the token endpoint, by account too (the tighter one wins)."""
+        """The auth quota by IP; by account too where there is one (the tighter one wins).
+
+        The account key is derived from what the request names, whether or not such an account
+        exists, so a refusal looks the same for both.
+        """
         limiter = self.limiter
-        endpoint = "token" if path == self.token_path else "register"
+        endpoint = self.auth_paths[path]
         decision = await limiter.hit(limiter.auth, endpoint, "ip", ip)
-        if not decision.allowed or endpoint != "token":
+        if not decision.allowed:
             return decision, receive
-        messages, body = await _buffer(receive)
-        receive = _replaying(messages, receive)
-        username = await form_username(Headers(scope=scope), body)
-        if username:
-            by_account = await limiter.hit(limiter.auth, endpoint, "account", account_key(username))
+        account: str | None = None
+        if path in (self.token_path, self.reset_path):
+            messages, body = await _buffer(receive)
+            receive = _replaying(messages, receive)
+            headers = Headers(scope=scope)
+            name = (
+                await form_username(headers, body) if path == self.token_path else json_email(body)
+            )
+            account = account_key(name) if name else None
+        elif path == self.resend_path:
+            claims = request_access_claims(scope, self.settings)
+            account = str(claims.user_id) if claims is not None else None
+        if account is not None:
+            by_account = await limiter.hit(limiter.auth, endpoint, "account", account)
             if not by_account.allowed or by_account.remaining < decision.remaining:
                 decision = by_account
         return decision, receive
