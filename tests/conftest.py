@@ -77,10 +77,14 @@ def require_pgbouncer() -> None:
         missing("pgbouncer", "apt-get install pgbouncer")
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any) -> Any:
+    """After every other summary (skip reasons, coverage): what was missing, in one line."""
+    result = yield
     if _MISSING:
         wanted = "; ".join(f"{need}: {how}" for need, how in _MISSING.items())
         terminalreporter.write_line(f"Skipped for want of {wanted}")
+    return result
 
 
 async def reset_schema(url: str) -> None:
