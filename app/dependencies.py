@@ -73,21 +73,13 @@ def document_token_url(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point
 
 
-async def get_current_user(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> User:
-    """The caller, from a bearer access token of a live session; 401 otherwise.
-
-    The lookup reads through a session of its own, closed before the endpoint runs, so a request
-    never holds two pooled connections at once (that could deadlock a full pool).
-    """
+async def _authenticate(request: Request, token: str | None, session: AsyncSession) -> User:
+    """The caller, from a bearer access token of a live session; 401 otherwise."""
     if not token:
         raise UnauthorizedError("Not authenticated")
     settings: Settings = request.app.state.settings
     verified = getattr(request.state, VERIFIED_CLAIMS, None)  # left by the rate limiter
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
-    async with sessionmaker() as session:
-        auth = await auth_service.authenticate(session, settings, token, verified=verified)
+    auth = await auth_service.authenticate(session, settings, token, verified=verified)
     user_id = str(auth.user.id)
     user_id_var.set(user_id)
     request.state.user_id = user_id  # for the access log, which runs outside this context
@@ -95,7 +87,32 @@ async def get_current_user(
     return auth.user
 
 
+async def get_current_user(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User:
+    """The caller, looked up through a session of its own, closed before the endpoint runs.
+
+    So an endpoint that writes (SessionDep) never holds two pooled connections at once: that
+    could deadlock a full pool.
+    """
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    async with sessionmaker() as session:
+        return await _authenticate(request, token, session)
+
+
+async def get_reading_user(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)], session: ReadSessionDep
+) -> User:
+    """The caller, looked up through the request's own read session (ReadSessionDep).
+
+    For endpoints that only read: the lookup and the endpoint's reads share one connection,
+    checked out once. An endpoint that writes uses CurrentUser instead (tests/api/test_routes.py).
+    """
+    return await _authenticate(request, token, session)
+
+
 CurrentUser = Annotated[User, Depends(get_current_user)]
+ReadingUser = Annotated[User, Depends(get_reading_user)]
 
 
 async def get_session_id(request: Request, _: CurrentUser) -> uuid.UUID:

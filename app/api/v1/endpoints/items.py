@@ -12,7 +12,7 @@ from app.api.v1.schemas.common import (
     error_responses,
 )
 from app.api.v1.schemas.items import ItemCreate, ItemPublic, ItemUpdate
-from app.dependencies import CurrentUser, ReadSessionDep, SessionDep
+from app.dependencies import CurrentUser, ReadingUser, ReadSessionDep, SessionDep
 from app.services import item_service
 
 router = APIRouter(
@@ -25,7 +25,7 @@ NOT_FOUND = error_responses({404: "Item not found"})
 
 @router.get("", response_model=Page[ItemPublic])
 async def list_items(
-    user: CurrentUser, session: ReadSessionDep, limit: LimitQuery = 20, offset: OffsetQuery = 0
+    user: ReadingUser, session: ReadSessionDep, limit: LimitQuery = 20, offset: OffsetQuery = 0
 ) -> dict[str, object]:
     """The caller's items, newest first (a superuser's page holds everybody's)."""
     items, total = await item_service.page(session, user=user, limit=limit, offset=offset)
@@ -49,7 +49,7 @@ async def create_item(
 
 
 @router.get("/{item_id}", response_model=ItemPublic, responses=NOT_FOUND)
-async def read_item(item_id: uuid.UUID, user: CurrentUser, session: ReadSessionDep) -> object:
+async def read_item(item_id: uuid.UUID, user: ReadingUser, session: ReadSessionDep) -> object:
     return await item_service.get(session, user=user, item_id=item_id)
 
 
