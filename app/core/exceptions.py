@@ -27,6 +27,7 @@ ERROR_CODES: Mapping[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    412: "precondition_failed",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
@@ -42,6 +43,7 @@ class AppException(Exception):
 
     status_code: ClassVar[int] = 500
     default_message: ClassVar[str] = "Internal server error"
+    error: ClassVar[str | None] = None  # the envelope's `error`; None: the status's usual one
 
     def __init__(
         self,
@@ -84,15 +86,30 @@ class ConflictError(AppException):
     default_message = "Resource already exists"
 
 
+class PreconditionFailedError(AppException):
+    status_code = 412
+    default_message = "The resource has changed since the version given in If-Match"
+
+
+class IdempotencyKeyReusedError(AppException):
+    status_code = 422
+    error = "idempotency_key_reused"
+    default_message = "This Idempotency-Key was already used with a different request"
+
+
 class ServiceUnavailableError(AppException):
     status_code = 503
     default_message = "Service temporarily unavailable"
 
 
-def error_body(status: int, message: str, details: Any = None) -> dict[str, Any]:
+def error_body(
+    status: int, message: str, details: Any = None, error: str | None = None
+) -> dict[str, Any]:
     """The envelope of CONTRACT.md section 4."""
     return {
-        "error": ERROR_CODES.get(status) or HTTPStatus(status).phrase.lower().replace(" ", "_"),
+        "error": error
+        or ERROR_CODES.get(status)
+        or HTTPStatus(status).phrase.lower().replace(" ", "_"),
         "message": message,
         "details": details,
         "request_id": request_id_var.get(),
@@ -100,9 +117,14 @@ def error_body(status: int, message: str, details: Any = None) -> dict[str, Any]
 
 
 def error_response(
-    status: int, message: str, details: Any = None, headers: Mapping[str, str] | None = None
+    status: int,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+    error: str | None = None,
 ) -> JSONResponse:
-    return JSONResponse(error_body(status, message, details), status_code=status, headers=headers)
+    body = error_body(status, message, details, error)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 @lru_cache(maxsize=256)
@@ -152,7 +174,7 @@ def _unsupported_media_type(request: Request) -> str | None:
 
 async def app_exception_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppException)
-    return error_response(exc.status_code, exc.message, exc.details, exc.headers)
+    return error_response(exc.status_code, exc.message, exc.details, exc.headers, exc.error)
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> JSONResponse:

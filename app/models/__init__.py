@@ -1,8 +1,9 @@
 """Every table, imported here so `Base.metadata` is complete for Alembic."""
 
 from app.models.base import Base
+from app.models.idempotency import IdempotencyRecord
 from app.models.item import Item
 from app.models.session import AuthSession
 from app.models.user import User
 
-__all__ = ["AuthSession", "Base", "Item", "User"]
+__all__ = ["AuthSession", "Base", "IdempotencyRecord", "Item", "User"]

@@ -4,8 +4,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Dialect, MetaData, TypeDecorator, Uuid
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import DateTime, Dialect, ForeignKey, MetaData, TypeDecorator, Uuid
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -52,3 +52,21 @@ class UUIDPrimaryKey:
 class Timestamps:
     created_at: Mapped[datetime] = mapped_column(default=utc_now, sort_order=10)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now, sort_order=10)
+
+
+class Versioned:
+    """A counter raised by every change of the row: what a strong ETag is made of."""
+
+    version: Mapped[int] = mapped_column(default=1, server_default="1", sort_order=10)
+
+
+class Record(UUIDPrimaryKey, Timestamps):
+    """A row with an id and timestamps, which newest-first pages order by (repositories/pages)."""
+
+
+class OwnedResource(Record, Versioned):
+    """The columns of a resource that belongs to a user (see `repositories/owned.py`)."""
+
+    @declared_attr
+    def owner_id(cls) -> Mapped[uuid.UUID]:
+        return mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

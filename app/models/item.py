@@ -1,12 +1,10 @@
-import uuid
-
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, Timestamps, UUIDPrimaryKey
+from app.models.base import Base, OwnedResource
 
 
-class Item(UUIDPrimaryKey, Timestamps, Base):
+class Item(OwnedResource, Base):
     __tablename__ = "items"
     __table_args__ = (
         # An owner's newest-first page (and its count) is an index range scan.
@@ -17,4 +15,3 @@ class Item(UUIDPrimaryKey, Timestamps, Base):
 
     title: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text)
-    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

@@ -1,10 +1,10 @@
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
-from app.models.base import Base, Timestamps, UUIDPrimaryKey
+from app.models.base import Base, Record
 
 
-class User(UUIDPrimaryKey, Timestamps, Base):
+class User(Record, Base):
     """An account. `email` is stored lower-cased, so its unique constraint is case-insensitive."""
 
     __tablename__ = "users"

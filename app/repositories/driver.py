@@ -1,16 +1,19 @@
 """The hottest reads on PostgreSQL through asyncpg itself, on the session's own connection.
 
-Why: for the authenticated list's two reads, SQLAlchemy's per-statement work (session execute,
-execution context, result processing) costs more CPU than asyncpg's whole query
-(docs/performance.md). A `DriverQuery` is a Core SELECT compiled once, with the connection's own
-dialect, and run with asyncpg's `fetch` on the connection the session already holds: same SQL,
-same statement-cache and timeout settings (app/core/database.py), no second connection. Errors
-become SQLAlchemy's, as through the session, so the 503 / 500 handling is unchanged.
+Why: for the authenticated list's two reads (the caller's live session, the page), SQLAlchemy's
+per-statement work (session execute, execution context, result processing) costs more CPU than
+asyncpg's whole query (docs/performance.md). A `DriverQuery` is a Core SELECT compiled once, with
+the connection's own dialect, and run with asyncpg's `fetch` on the connection the session
+already holds: same SQL, same statement-cache and timeout settings (app/core/database.py), no
+second connection. Errors become SQLAlchemy's, as through the session, so the 503 / 500 handling
+is unchanged. Values go to asyncpg as given (no SQLAlchemy type processing): UUIDs, aware
+datetimes and numbers, which asyncpg encodes as the session would.
 
 Only PostgreSQL takes this path: on any other database `fetch` runs the same statement through
-the session.
+the session. Either way rows are named tuples (`row.id`, `row[0]`) of the selected columns.
 """
 
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,10 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 
 class DriverQuery:
-    """A SELECT that PostgreSQL runs through asyncpg directly; rows come back as plain tuples."""
+    """A SELECT that PostgreSQL runs through asyncpg directly."""
 
     def __init__(self, statement: Select[Any]) -> None:
         self.statement = statement
+        names = statement.selected_columns.keys()
+        self._row = namedtuple("Row", names, rename=True)  # type: ignore[misc]  # unlabeled: _0
         self._compiled: tuple[str, tuple[str, ...]] | None = None
 
     def _sql(self, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
@@ -39,7 +44,7 @@ class DriverQuery:
         connection = await session.connection()
         if connection.dialect.name != "postgresql":
             rows = (await session.execute(self.statement, params)).all()
-            return rows
+            return [self._row(*row) for row in rows]
         sql, names = self._sql(connection.dialect)
         args = [params[name] for name in names]
         driver: Any = (await connection.get_raw_connection()).driver_connection
@@ -54,4 +59,4 @@ class DriverQuery:
             # in the pool): never hand it to another request.
             await connection.invalidate(error)
             raise OperationalError(sql, args, error) from error
-        return rows
+        return [self._row(*row) for row in rows]

@@ -21,7 +21,6 @@ async def add(
     return row
 
 
-_USER_COLUMNS = tuple(User.__table__.columns.keys())
 # Every authenticated request runs it: built once, and run through asyncpg on PostgreSQL.
 _ACTIVE_USER = DriverQuery(
     select(*User.__table__.columns)
@@ -48,7 +47,7 @@ async def active_user(
     rows = await _ACTIVE_USER.fetch(session, params)
     if not rows:
         return None
-    user = User(**dict(zip(_USER_COLUMNS, rows[0], strict=True)))
+    user = User(**rows[0]._asdict())
     make_transient_to_detached(user)  # a stored row, not a new one: add() must never INSERT it
     return user
 

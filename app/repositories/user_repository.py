@@ -1,13 +1,15 @@
 """All SQL about users."""
 
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+import sqlalchemy as sa
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.cursors import Position
 from app.models import User
+from app.repositories import pages
 
 
 async def get(session: AsyncSession, user_id: uuid.UUID) -> User | None:
@@ -48,18 +50,11 @@ async def delete(session: AsyncSession, user: User) -> None:
     await session.flush()
 
 
-async def page(session: AsyncSession, *, limit: int, offset: int) -> tuple[Sequence[User], int]:
+_PAGES = pages.statements(User, scope=sa.true())
+
+
+async def page(
+    session: AsyncSession, *, limit: int, offset: int, after: Position | None
+) -> pages.PageRows:
     """Users, newest first, and how many there are in all."""
-    total = select(func.count()).select_from(User).scalar_subquery()
-    rows = (
-        await session.execute(
-            select(User, total)
-            .order_by(User.created_at.desc(), User.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
-    ).all()
-    if rows:
-        return [row[0] for row in rows], rows[0][1]
-    count = await session.scalar(select(func.count()).select_from(User))
-    return [], count or 0
+    return await pages.fetch(session, _PAGES, limit=limit, offset=offset, after=after)

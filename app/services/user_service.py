@@ -1,17 +1,18 @@
 """Accounts: registration, profile changes, passwords, administration."""
 
 import uuid
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core.cursors import Position
 from app.core.exceptions import ConflictError, ForbiddenError, NotFoundError
 from app.core.security import hash_password, verify_password
 from app.models import User
 from app.repositories import session_repository, user_repository
+from app.repositories.pages import PageRows
 
 logger = structlog.get_logger("app.users")
 
@@ -50,8 +51,10 @@ async def get(session: AsyncSession, user_id: uuid.UUID) -> User:
     return user
 
 
-async def page(session: AsyncSession, *, limit: int, offset: int) -> tuple[Sequence[User], int]:
-    return await user_repository.page(session, limit=limit, offset=offset)
+async def page(
+    session: AsyncSession, *, limit: int, offset: int | None, after: Position | None
+) -> PageRows:
+    return await user_repository.page(session, limit=limit, offset=offset or 0, after=after)
 
 
 async def update(session: AsyncSession, user: User, changes: dict[str, Any]) -> User:

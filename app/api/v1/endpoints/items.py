@@ -4,6 +4,18 @@ import uuid
 
 from fastapi import APIRouter, Request, Response, status
 
+from app.api.v1 import conditional
+from app.api.v1.conditional import (
+    CONDITIONAL_CHANGE,
+    CONDITIONAL_READ,
+    PRECONDITION_FAILED,
+    IfMatch,
+    IfNoneMatch,
+    etag,
+    if_match_versions,
+)
+from app.api.v1.idempotency import IDEMPOTENCY_ERRORS, IdempotencyKey, create_once
+from app.api.v1.pagination import CursorQuery, page_request
 from app.api.v1.schemas.common import (
     LimitQuery,
     OffsetQuery,
@@ -13,6 +25,7 @@ from app.api.v1.schemas.common import (
 )
 from app.api.v1.schemas.items import ItemCreate, ItemPublic, ItemUpdate
 from app.dependencies import CurrentUser, ReadingUser, ReadSessionDep, SessionDep
+from app.models import Item
 from app.services import item_service
 
 router = APIRouter(
@@ -25,43 +38,94 @@ NOT_FOUND = error_responses({404: "Item not found"})
 
 @router.get("", response_model=Page[ItemPublic])
 async def list_items(
-    user: ReadingUser, session: ReadSessionDep, limit: LimitQuery = 20, offset: OffsetQuery = 0
+    user: ReadingUser,
+    session: ReadSessionDep,
+    request: Request,
+    *,
+    limit: LimitQuery = 20,
+    offset: OffsetQuery = None,
+    cursor: CursorQuery = None,
 ) -> dict[str, object]:
     """The caller's items, newest first (a superuser's page holds everybody's)."""
-    items, total = await item_service.page(session, user=user, limit=limit, offset=offset)
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    page = page_request(request, "items", limit=limit, offset=offset, cursor=cursor)
+    items = await item_service.page(
+        session, user=user, limit=limit, offset=page.offset, after=page.after
+    )
+    return page.answer(items)
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ItemPublic,
-    responses=created_links("item_id", "read_item", "update_item", "delete_item"),
+    responses={
+        **created_links("item_id", "read_item", "update_item", "delete_item"),
+        **IDEMPOTENCY_ERRORS,
+    },
 )
 async def create_item(
-    body: ItemCreate, user: CurrentUser, session: SessionDep, request: Request, response: Response
-) -> object:
-    item = await item_service.create(
-        session, user=user, title=body.title, description=body.description
+    body: ItemCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    async def create() -> Item:
+        return await item_service.create(
+            session, user=user, title=body.title, description=body.description
+        )
+
+    return await create_once(
+        session,
+        request,
+        user=user,
+        key=idempotency_key,
+        body=body,
+        create=create,
+        public=ItemPublic,
     )
-    response.headers["Location"] = request.app.url_path_for("read_item", item_id=str(item.id))
+
+
+@router.get("/{item_id}", response_model=ItemPublic, responses={**CONDITIONAL_READ, **NOT_FOUND})
+async def read_item(
+    item_id: uuid.UUID,
+    user: ReadingUser,
+    session: ReadSessionDep,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
+) -> object:
+    item = await item_service.get(session, user=user, item_id=item_id)
+    return conditional.read(item, response, if_none_match)
+
+
+@router.patch(
+    "/{item_id}", response_model=ItemPublic, responses={**CONDITIONAL_CHANGE, **NOT_FOUND}
+)
+async def update_item(
+    item_id: uuid.UUID,
+    body: ItemUpdate,
+    user: CurrentUser,
+    session: SessionDep,
+    *,
+    response: Response,
+    if_match: IfMatch = None,
+) -> object:
+    changes = body.model_dump(exclude_unset=True)
+    versions = if_match_versions(if_match)
+    item = await item_service.update(
+        session, user=user, item_id=item_id, changes=changes, versions=versions
+    )
+    response.headers["ETag"] = etag(item.version)
     return item
 
 
-@router.get("/{item_id}", response_model=ItemPublic, responses=NOT_FOUND)
-async def read_item(item_id: uuid.UUID, user: ReadingUser, session: ReadSessionDep) -> object:
-    return await item_service.get(session, user=user, item_id=item_id)
-
-
-@router.patch("/{item_id}", response_model=ItemPublic, responses=NOT_FOUND)
-async def update_item(
-    item_id: uuid.UUID, body: ItemUpdate, user: CurrentUser, session: SessionDep
-) -> object:
-    return await item_service.update(
-        session, user=user, item_id=item_id, changes=body.model_dump(exclude_unset=True)
-    )
-
-
-@router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
-async def delete_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> None:
-    await item_service.delete(session, user=user, item_id=item_id)
+@router.delete(
+    "/{item_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**NOT_FOUND, **PRECONDITION_FAILED},
+)
+async def delete_item(
+    item_id: uuid.UUID, user: CurrentUser, session: SessionDep, if_match: IfMatch = None
+) -> None:
+    versions = if_match_versions(if_match)
+    await item_service.delete(session, user=user, item_id=item_id, versions=versions)

@@ -2,8 +2,9 @@
 
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
+from app.api.v1.pagination import CursorQuery, page_request
 from app.api.v1.schemas.common import (
     LimitQuery,
     OffsetQuery,
@@ -58,10 +59,17 @@ async def change_password(body: PasswordChange, user: CurrentUser, session: Sess
 
 @router.get("", response_model=Page[UserPublic], responses=ADMIN_ONLY)
 async def list_users(
-    _: SuperUser, session: ReadSessionDep, limit: LimitQuery = 20, offset: OffsetQuery = 0
+    _: SuperUser,
+    session: ReadSessionDep,
+    request: Request,
+    *,
+    limit: LimitQuery = 20,
+    offset: OffsetQuery = None,
+    cursor: CursorQuery = None,
 ) -> dict[str, object]:
-    users, total = await user_service.page(session, limit=limit, offset=offset)
-    return {"items": users, "total": total, "limit": limit, "offset": offset}
+    page = page_request(request, "users", limit=limit, offset=offset, cursor=cursor)
+    users = await user_service.page(session, limit=limit, offset=page.offset, after=page.after)
+    return page.answer(users)
 
 
 @router.post(

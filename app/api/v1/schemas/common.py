@@ -39,7 +39,10 @@ class Page(BaseModel, Generic[T]):
     items: list[T]
     total: int = Field(ge=0)
     limit: int = Field(ge=1, le=MAX_LIMIT)
-    offset: int = Field(ge=0, le=MAX_OFFSET)
+    offset: int | None = Field(ge=0, le=MAX_OFFSET, description="null on a page asked by cursor")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page"
+    )
 
 
 class StrictModel(BaseModel):
@@ -82,7 +85,7 @@ SafeStr = Annotated[
 """Text that every backend stores and returns exactly as sent."""
 
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")]
-OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip")]
+OffsetQuery = Annotated[int | None, Query(ge=0, le=MAX_OFFSET, description="Rows to skip")]
 
 
 def error_responses(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:

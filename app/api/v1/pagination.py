@@ -1,0 +1,66 @@
+"""Pages of a collection: `limit` with `offset`, or with the `cursor` the previous page gave."""
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Query, Request
+from fastapi.exceptions import RequestValidationError
+
+from app.core import cursors
+from app.core.cursors import InvalidCursorError, Position
+from app.repositories.pages import PageRows
+
+CursorQuery = Annotated[
+    str | None,
+    Query(
+        max_length=cursors.MAX_CURSOR_LENGTH,
+        description="The previous page's `next_cursor`: the next page, by keyset, at any depth",
+    ),
+]
+
+
+def _refuse(message: str, cursor: str) -> RequestValidationError:
+    error = {"type": "value_error", "loc": ("query", "cursor"), "msg": message, "input": cursor}
+    return RequestValidationError([error])
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """What a client asked for, checked: where the page starts, and how to sign the next one."""
+
+    collection: str
+    limit: int
+    offset: int | None
+    after: Position | None
+    secret: str
+
+    def answer(self, page: PageRows) -> dict[str, Any]:
+        """The `Page` body, with the cursor of the page's last row when more follow."""
+        next_cursor = None
+        if page.has_more:
+            last = page.rows[-1]
+            position = Position(last.created_at, last.id)
+            next_cursor = cursors.encode(position, secret=self.secret, collection=self.collection)
+        return {
+            "items": page.rows,
+            "total": page.total,
+            "limit": self.limit,
+            "offset": self.offset,
+            "next_cursor": next_cursor,
+        }
+
+
+def page_request(
+    request: Request, collection: str, *, limit: int, offset: int | None, cursor: str | None
+) -> PageRequest:
+    """Validate the paging parameters; a cursor with an offset, or a foreign one, is 422."""
+    secret: str = request.app.state.settings.secret_key
+    if cursor is None:
+        return PageRequest(collection, limit, offset or 0, None, secret)
+    if offset is not None:
+        raise _refuse("Send either cursor or offset, not both", cursor)
+    try:
+        after = cursors.decode(cursor, secret=secret, collection=collection)
+    except InvalidCursorError:
+        raise _refuse("Not a cursor of this collection", cursor) from None
+    return PageRequest(collection, limit, None, after, secret)

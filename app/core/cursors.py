@@ -1,0 +1,61 @@
+"""Opaque, signed page cursors: the position of the last row a page showed.
+
+A cursor is `<position>.<tag>`, both base64url: the position is the row's `(created_at, id)`,
+the tag an HMAC-SHA256 (truncated to 144 bits) of the position and the collection it belongs to.
+Clients cannot forge or alter one, nor carry one to another collection; anything else is
+`InvalidCursorError`, answered 422.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TAG_BYTES = 18  # 144 bits: base64 without padding bits, so no two spellings decode alike
+MAX_CURSOR_LENGTH = 200
+
+
+class InvalidCursorError(ValueError):
+    """Not a cursor this service issued for this collection."""
+
+
+class Position(NamedTuple):
+    created_at: datetime
+    id: uuid.UUID
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _tag(secret: str, collection: str, position: bytes) -> bytes:
+    message = collection.encode() + b"\0" + position
+    return hmac.new(secret.encode(), message, hashlib.sha256).digest()[:TAG_BYTES]
+
+
+def encode(position: Position, *, secret: str, collection: str) -> str:
+    micros = (position.created_at - EPOCH) // timedelta(microseconds=1)
+    raw = micros.to_bytes(8, "big", signed=True) + position.id.bytes
+    return f"{_b64(raw)}.{_b64(_tag(secret, collection, raw))}"
+
+
+def decode(cursor: str, *, secret: str, collection: str) -> Position:
+    if len(cursor) > MAX_CURSOR_LENGTH or cursor.count(".") != 1 or not cursor.isascii():
+        raise InvalidCursorError("malformed cursor")
+    encoded, tag = cursor.split(".")
+    try:
+        raw, given = _unb64(encoded), _unb64(tag)
+    except (binascii.Error, ValueError):
+        raise InvalidCursorError("malformed cursor") from None
+    if len(raw) != 24 or not hmac.compare_digest(given, _tag(secret, collection, raw)):
+        raise InvalidCursorError("cursor not issued for this collection")
+    micros = int.from_bytes(raw[:8], "big", signed=True)
+    return Position(EPOCH + timedelta(microseconds=micros), uuid.UUID(bytes=raw[8:]))
