@@ -141,9 +141,10 @@ def start_keel(
     *,
     name: str = "keel",
     extra_gunicorn_args: str = "",
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[Server, float]:
     """`gunicorn -c gunicorn.conf.py app.main:app`; returns it and its cold start in seconds."""
-    env = keel_env(config, f"127.0.0.1:{port}")
+    env = keel_env(config, f"127.0.0.1:{port}") | (extra_env or {})
     if extra_gunicorn_args:
         env["GUNICORN_CMD_ARGS"] = extra_gunicorn_args
     gunicorn = Path(sys.executable).parent / "gunicorn"
