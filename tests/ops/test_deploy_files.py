@@ -1,9 +1,11 @@
 """What can be checked without a Docker engine or a cluster: the files themselves."""
 
+import os
 import re
 import runpy
 import tomllib
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 import pytest
@@ -69,8 +71,13 @@ async def test_probes_point_at_real_routes(
 
 
 def gunicorn_setting(name: str) -> Any:
-    """A setting as Gunicorn reads it: gunicorn.conf.py executed as a module."""
-    return runpy.run_path(str(REPO_ROOT / "gunicorn.conf.py"))[name]
+    """A setting as Gunicorn reads it: gunicorn.conf.py executed as a module.
+
+    The file exports a generated SECRET_KEY to the environment (for its workers): restored
+    afterwards, or later tests would see that key as if an operator had set one.
+    """
+    with patch.dict(os.environ):
+        return runpy.run_path(str(REPO_ROOT / "gunicorn.conf.py"))[name]
 
 
 def test_pod_outlives_prestop_sleep_plus_graceful_timeout(kinds: dict[str, dict[str, Any]]) -> None:
