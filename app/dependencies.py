@@ -106,7 +106,7 @@ async def get_reading_user(
     """The caller, looked up through the request's own read session (ReadSessionDep).
 
     For endpoints that only read: the lookup and the endpoint's reads share one connection,
-    checked out once. An endpoint that writes uses CurrentUser instead (tests/api/test_routes.py).
+    checked out once. An endpoint that writes uses CurrentUser (tests/api/test_connections.py).
     """
     return await _authenticate(request, token, session)
 
