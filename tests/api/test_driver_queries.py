@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Float, Integer, bindparam, func, literal, select, text
+from sqlalchemy import Float, Integer, bindparam, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
@@ -116,26 +116,25 @@ async def test_a_statement_timeout_is_503(
 
 
 async def test_a_lost_connection_is_503_and_never_reused(
-    app: FastAPI, client: httpx.AsyncClient, cleanup_engine: AsyncEngine
+    app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     if not is_postgresql(app):
         pytest.skip("other databases run the statement through the session (tested there)")
-    backend = DriverQuery(select(func.pg_backend_pid().label("pid"), bindparam("n", type_=Integer)))
-    pids: list[int] = []
+    one = DriverQuery(select(bindparam("n", type_=Integer)))
+    drivers: list[Any] = []
 
-    @app.get("/_test/killed")
-    async def killed(session: ReadSessionDep) -> dict[str, int]:
-        pid = (await backend.fetch(session, {"n": 1}))[0][0]
-        pids.append(pid)
-        if len(pids) == 1:  # the first request loses its connection mid-request
-            async with cleanup_engine.connect() as conn:
-                await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            await backend.fetch(session, {"n": 2})
-        return {"pid": pid}
+    @app.get("/_test/lost")
+    async def lost(session: ReadSessionDep) -> None:
+        await one.fetch(session, {"n": 1})
+        connection = await session.connection()
+        drivers.append((await connection.get_raw_connection()).driver_connection)
+        if len(drivers) == 1:  # the first request's connection drops mid-request
+            drivers[0].terminate()
+            await one.fetch(session, {"n": 2})
 
-    first = await client.get("/_test/killed")
+    first = await client.get("/_test/lost")
     assert first.status_code == 503
     assert first.json()["error"] == "service_unavailable"
-    for _ in range(12):  # more than the pool holds: none of them is the dead connection
-        assert (await client.get("/_test/killed")).status_code == 200
-    assert pids[0] not in pids[1:]
+    for _ in range(12):  # more than the pool holds: none of them gets the dead connection
+        assert (await client.get("/_test/lost")).status_code == 200
+    assert all(driver is not drivers[0] for driver in drivers[1:])
