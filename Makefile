@@ -25,7 +25,7 @@ run: install ## Migrate the database, then serve on http://127.0.0.1:8000
 test: install ## The whole test suite (PostgreSQL/Redis legs when TEST_DATABASE_URL/TEST_REDIS_URL are set)
 	$(BIN)/python -m pytest --cov
 
-K8S_MANIFESTS = $(filter-out deploy/k8s/kustomization.yaml,$(wildcard deploy/k8s/*.yaml))
+K8S_MANIFESTS = $(filter-out %/kustomization.yaml,$(wildcard deploy/k8s/*.yaml deploy/k8s/*/*.yaml))
 
 lint: install ## ruff, formatting, mypy --strict, import-layer contracts, hadolint, Kubernetes schemas
 	$(BIN)/ruff check .

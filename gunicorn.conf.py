@@ -42,8 +42,6 @@ keepalive = 75
 # (docs/benchmarks.md) shows no growth to bound.
 max_requests = 1_000_000
 max_requests_jitter = 200_000
-# X-Forwarded-For / -Proto are believed only from these peers (empty: from nobody).
-forwarded_allow_ips = ",".join(str(network) for network in settings.TRUSTED_PROXIES)
 # The heartbeat file is fchmod-ed constantly: keep it in memory, off disk-backed /tmp.
 worker_tmp_dir = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # noqa: S108
 proc_name = "keel"

@@ -8,9 +8,10 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.config import get_settings
+from app.core import database
 from app.models import Base
 from app.models.base import UTCDateTime
 
@@ -23,7 +24,15 @@ target_metadata = Base.metadata
 
 def _url() -> str:
     url = config.attributes.get("database_url")
-    return str(url) if url else get_settings().database_url
+    return str(url) if url else get_settings().database_direct_url
+
+
+def _engine() -> AsyncEngine:
+    """The caller's URL as it is (tests), else DATABASE_DIRECT_URL (README: Behind PgBouncer)."""
+    url = config.attributes.get("database_url")
+    if url:
+        return create_async_engine(str(url), poolclass=pool.NullPool)
+    return database.create_migration_engine(get_settings())
 
 
 def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
@@ -61,7 +70,7 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(_url(), poolclass=pool.NullPool)
+    engine = _engine()
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_sync)

@@ -1,4 +1,4 @@
-"""Keel's command line: `python -m app serve | migrate | create-superuser`."""
+"""Keel's command line: `python -m app serve | migrate | worker | create-superuser`."""
 
 import typer
 
@@ -31,11 +31,30 @@ def serve(
 
 @cli.command()
 def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> None:
-    """Apply the Alembic migrations (same as `alembic upgrade head`)."""
+    """Apply the Alembic migrations (same as `alembic upgrade head`), on DATABASE_DIRECT_URL."""
     from app.core import migrations
 
-    migrations.upgrade(get_settings().database_url, revision)
+    get_settings()  # refuse bad configuration with one line before Alembic starts
+    migrations.upgrade(None, revision)
     typer.echo(f"database migrated to {revision}")
+
+
+@cli.command()
+def worker() -> None:
+    """Run a background-job worker (needs REDIS_URL; without it the API runs the jobs)."""
+    import asyncio
+    import os
+
+    # One process: its metrics live in its own registry, not in the multiprocess files that
+    # PROMETHEUS_MULTIPROC_DIR (Gunicorn's, shared through the ConfigMap) would select.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    from app.jobs.worker import run_worker
+
+    settings = get_settings()
+    if not settings.REDIS_URL:
+        typer.echo("Refused: the worker needs REDIS_URL (without it the API runs jobs)", err=True)
+        raise typer.Exit(2)
+    asyncio.run(run_worker(settings))
 
 
 @cli.command("create-superuser")

@@ -3,9 +3,11 @@
 import json
 import re
 import secrets
+from email.utils import parseaddr
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -39,6 +41,7 @@ PLACEHOLDER_SECRETS = frozenset(
     }
 )
 SQLITE_DEFAULT_URL = "sqlite+aiosqlite:///./keel.db"
+DEVELOPMENT_FRONTEND_URL = "http://localhost:3000"
 # scheme://host[:port]: what a browser sends in `Origin`. The host is a DNS name, IPv4 or [IPv6].
 _ORIGIN = re.compile(
     r"[a-z][a-z0-9+.-]*://"
@@ -129,6 +132,16 @@ class Settings(BaseSettings):
     DATABASE_STATEMENT_TIMEOUT_MS: int = Field(default=5_000, ge=1, le=3_600_000)
     REDIS_URL: str | None = None
 
+    # Behind a connection pooler (CONTRACT.md section 11; README "Behind PgBouncer").
+    # DATABASE_POOLER=transaction: DATABASE_URL is a transaction-mode pooler such as PgBouncer.
+    DATABASE_POOLER: Literal["none", "transaction"] = "none"
+    # Unset: DATABASE_URL. A direct PostgreSQL URL for migrations and sessions of their own.
+    DATABASE_DIRECT_URL: str | None = None
+    # Prepared statements asyncpg and SQLAlchemy keep per connection. Unset: 100 direct, 0 (none:
+    # unnamed statements) through a transaction pooler; > 0 there needs PgBouncer >= 1.21 with
+    # max_prepared_statements set.
+    DATABASE_STATEMENT_CACHE_SIZE: int | None = Field(default=None, ge=0, le=10_000)
+
     CORS_ORIGINS: Annotated[list[Origin], NoDecode, ListVariable] = []
     TRUSTED_PROXIES: Annotated[list[Network], NoDecode, ListVariable] = []
     HSTS_SECONDS: int = Field(default=0, ge=0)
@@ -145,12 +158,54 @@ class Settings(BaseSettings):
     WORKERS: int | None = Field(default=None, ge=1, le=256)
     BIND: str = "0.0.0.0:8000"
 
+    # Accounts by email (CONTRACT.md section 8) and background jobs (section 9).
+    SMTP_HOST: str | None = None  # unset in development: emails are written to the log
+    SMTP_PORT: int = Field(default=587, ge=1, le=65535)
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: SecretStr | None = None
+    SMTP_SECURITY: Literal["starttls", "tls", "none"] = "starttls"
+    SMTP_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0, le=600)
+    EMAIL_FROM: str | None = None  # `Keel <no-reply@example.com>`
+    FRONTEND_URL: str | None = None  # the base of the links in emails
+    EMAIL_VERIFY_TOKEN_HOURS: int = Field(default=48, ge=1, le=24 * 30)
+    PASSWORD_RESET_TOKEN_MINUTES: int = Field(default=30, ge=1, le=24 * 60)
+    REFRESH_REUSE_GRACE_SECONDS: int = Field(default=10, ge=0, le=300)
+    JOB_MAX_ATTEMPTS: int = Field(default=5, ge=1, le=100)
+    JOB_TIMEOUT_SECONDS: float = Field(default=60.0, gt=0, le=3600)
+    JOB_RETRY_BASE_SECONDS: float = Field(default=5.0, gt=0, le=3600)
+    JOB_SWEEP_INTERVAL_SECONDS: float = Field(default=5.0, gt=0, le=3600)
+    WORKER_CONCURRENCY: int = Field(default=10, ge=1, le=1000)
+    WORKER_HEALTH_PORT: int = Field(default=9000, ge=1, le=65535)
+
     _secret_generated: bool = PrivateAttr(default=False)
+
+    @field_validator("EMAIL_FROM")
+    @classmethod
+    def _check_sender(cls, value: str | None) -> str | None:
+        if value is not None and "@" not in parseaddr(value)[1]:
+            raise ValueError("must be an address, e.g. 'Keel <no-reply@example.com>'")
+        return value
+
+    @field_validator("FRONTEND_URL")
+    @classmethod
+    def _check_frontend(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError("must be an http(s) URL without a query, e.g. https://app.example.com")
+        return value.rstrip("/")
 
     @field_validator("LOG_LEVEL", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_pooler(self) -> Self:
+        if self.DATABASE_POOLER != "none" and self.database_url.startswith("sqlite"):
+            raise ValueError("DATABASE_POOLER: a pooler needs a PostgreSQL DATABASE_URL")
+        return self
 
     @model_validator(mode="after")
     def _check_production(self) -> Self:
@@ -175,6 +230,11 @@ class Settings(BaseSettings):
             problems.append("CORS_ORIGINS must list origins, not '*', in production")
         if not self.DATABASE_URL:
             problems.append("DATABASE_URL must be set in production")
+        problems.extend(
+            f"{name} must be set in production"
+            for name in ("SMTP_HOST", "EMAIL_FROM", "FRONTEND_URL")
+            if not getattr(self, name)
+        )
         return problems
 
     @property
@@ -186,12 +246,37 @@ class Settings(BaseSettings):
         return self.DATABASE_URL or SQLITE_DEFAULT_URL
 
     @property
+    def database_direct_url(self) -> str:
+        return self.DATABASE_DIRECT_URL or self.database_url
+
+    @property
     def log_format(self) -> Literal["json", "console"]:
         return self.LOG_FORMAT or ("json" if self.is_production else "console")
 
     @property
     def secret_key(self) -> str:
         return self.SECRET_KEY.get_secret_value() if self.SECRET_KEY else ""
+
+    @property
+    def frontend_url(self) -> str:
+        """Where the links in emails point; a local front end's usual address in development."""
+        return self.FRONTEND_URL or DEVELOPMENT_FRONTEND_URL
+
+    @property
+    def job_lease_seconds(self) -> float:
+        """How long a started job is left to its worker before another may run it."""
+        return self.JOB_TIMEOUT_SECONDS + 5
+
+    @property
+    def job_redeliver_seconds(self) -> float:
+        """A job handed over but not started after this long is handed over again by the sweep;
+        Redis also redelivers an unacknowledged one after it (longer than the lease, so a
+        redelivered job always finds the dead worker's lease expired)."""
+        return self.job_lease_seconds + 5
+
+    @property
+    def email_from(self) -> str:
+        return self.EMAIL_FROM or f"{self.PROJECT_NAME} <no-reply@localhost>"
 
     @property
     def secret_key_generated(self) -> bool:

@@ -2,17 +2,18 @@
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+import structlog
+from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.core.context import user_id_var
 from app.core.exceptions import ForbiddenError, UnauthorizedError
-from app.core.security import VERIFIED_CLAIMS
+from app.core.security import request_access_claims
 from app.models import User
+from app.repositories.outbox_repository import RECORDED_JOBS
 from app.services import auth_service
 
 
@@ -36,6 +37,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+        recorded = session.info.get(RECORDED_JOBS)
+        if recorded:  # jobs recorded in the committed transaction: hand them over now
+            request.app.state.jobs.after_commit(recorded)
 
 
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -50,27 +54,8 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 
 
-# Swagger UI resolves a relative tokenUrl against the OpenAPI `servers` URL (the page's origin
-# when there is none), not against the document's URL: `auth/token` was posted to /auth/token.
-# So the document carries the token route's absolute path, set per app by `document_token_url`
-# (API_V1_PREFIX is configurable); this default is the path under the default prefix.
+# The path under the default prefix; the OpenAPI document gets this app's own (app/api/docs.py).
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
-TOKEN_ROUTE_NAME = "login"  # noqa: S105 - the token endpoint's route name, no secret
-
-
-def document_token_url(app: FastAPI) -> None:
-    """Make the OpenAPI password flow's tokenUrl the absolute path of this app's token route."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        schema = app.openapi_schema
-        if schema is None:
-            schema = generate()  # builds and caches app.openapi_schema, edited in place
-            scheme = schema["components"]["securitySchemes"][oauth2_scheme.scheme_name]
-            scheme["flows"]["password"]["tokenUrl"] = app.url_path_for(TOKEN_ROUTE_NAME)
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point
 
 
 async def _authenticate(request: Request, token: str | None, session: AsyncSession) -> User:
@@ -78,11 +63,9 @@ async def _authenticate(request: Request, token: str | None, session: AsyncSessi
     if not token:
         raise UnauthorizedError("Not authenticated")
     settings: Settings = request.app.state.settings
-    verified = getattr(request.state, VERIFIED_CLAIMS, None)  # left by the rate limiter
+    verified = request_access_claims(request.scope, settings)  # the rate limiter's, if it ran
     auth = await auth_service.authenticate(session, settings, token, verified=verified)
-    user_id = str(auth.user.id)
-    user_id_var.set(user_id)
-    request.state.user_id = user_id  # for the access log, which runs outside this context
+    structlog.contextvars.bind_contextvars(user_id=str(auth.user.id))  # for the access line
     request.state.session_id = auth.session_id
     return auth.user
 

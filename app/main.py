@@ -12,22 +12,21 @@ from app.api import health
 from app.api import metrics as metrics_api
 from app.api.docs import install_docs
 from app.api.v1.router import api_router
-from app.api.v1.schemas.common import ErrorResponse
+from app.api.v1.schemas.common import error_responses
 from app.config import Settings, get_settings
 from app.core import database, metrics
 from app.core.exceptions import register_exception_handlers
-from app.core.logging import access_log, configure_logging
-from app.core.middleware import EdgeMiddleware
+from app.core.logging import configure_logging
+from app.core.middleware import edge_layers
 from app.core.rate_limit import RateLimiter
 from app.core.rate_limit_middleware import RateLimitMiddleware
-from app.dependencies import document_token_url
+from app.jobs.queue import build_queue
 from app.services import user_service
 
 logger = structlog.get_logger("app.main")
 
-COMMON_ERRORS: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in {
+COMMON_ERRORS = error_responses(
+    {
         400: "Malformed request",
         413: "Request body too large",
         415: "Unsupported media type",
@@ -35,8 +34,8 @@ COMMON_ERRORS: dict[int | str, dict[str, object]] = {
         429: "Rate limited",
         500: "Internal error",
         503: "Service unavailable",
-    }.items()
-}
+    }
+)
 
 
 def _announce_embedded_defaults(settings: Settings) -> None:
@@ -45,19 +44,12 @@ def _announce_embedded_defaults(settings: Settings) -> None:
         logger.warning("database_url_unset", using=settings.database_url)
     if settings.REDIS_URL is None:
         logger.warning("redis_url_unset", rate_limiting="in-process, per worker")
+    if settings.SMTP_HOST is None:
+        logger.warning("smtp_host_unset", emails="written to the log, links included")
+    if settings.REDIS_URL is None:
+        logger.warning("jobs_in_process", note="no REDIS_URL: this process runs the jobs")
     if settings.secret_key_generated:
         logger.warning("secret_key_generated", note="tokens stop working when the process exits")
-
-
-def edge_middleware(settings: Settings, rate_limiter: RateLimiter) -> list[Middleware]:
-    """The pure-ASGI stack, outermost first."""
-    return [
-        # Request id, security headers, timing, body limit, deadline, the 500 envelope, the
-        # access line and the request metrics, with CORS just inside it: every response passes
-        # through it.
-        Middleware(EdgeMiddleware, settings=settings),
-        Middleware(RateLimitMiddleware, limiter=rate_limiter, settings=settings),
-    ]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -81,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 password=settings.FIRST_SUPERUSER_PASSWORD.get_secret_value(),
             )
         await rate_limiter.open()
+        app.state.jobs = build_queue(settings, app.state.sessionmaker)
+        await app.state.jobs.start()
         if settings.REDIS_URL:
             app.state.redis_ping = rate_limiter.ping
         # Everything built so far lives as long as the worker: move it out of the garbage
@@ -91,10 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             app.state.draining = True
+            await app.state.jobs.close()  # hand-overs and in-process jobs, briefly
             metrics.release_pool(engine)
             await engine.dispose()
             await rate_limiter.close()
-            access_log.flush()  # the last requests' lines
 
     docs = settings.DOCS_ENABLED
     app = FastAPI(
@@ -111,7 +105,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=COMMON_ERRORS,
         # Operation ids are the endpoint names (`create_item`): stable, readable client names.
         generate_unique_id_function=lambda route: route.name,
-        middleware=edge_middleware(settings, rate_limiter),
+        # Pure ASGI, outermost first: the edge's layers, then the rate limiter, so that its
+        # 429s get the edge's headers and are logged and counted like any other answer.
+        middleware=[
+            *edge_layers(settings),
+            Middleware(RateLimitMiddleware, limiter=rate_limiter, settings=settings),
+        ],
     )
     app.state.settings = settings
     app.state.draining = False
@@ -123,7 +122,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_api.router)
     if docs:
         install_docs(app)
-    document_token_url(app)
     return app
 
 

@@ -10,18 +10,24 @@ drives both with wrk in interleaved rounds, checks issue 9's targets and writes
 docs/benchmarks.md + docs/benchmarks.png. Needs wrk (`apt-get install -y wrk`), PostgreSQL and
 Redis. Every process it starts is stopped on the way out, Ctrl-C included. Exit status: 0, or 1
 with --strict when a target fails, 2 when something it needs is missing.
+
+--pgbouncer also starts Debian's PgBouncer (transaction mode, 20 server connections) in front of
+the same database and a second Keel behind it (DATABASE_POOLER=transaction), measured on the
+list in the same interleaved rounds: its row, and its ratio to the direct Keel, join the report.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import importlib.metadata
 import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +42,7 @@ import httpx
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.pgbouncer
 
 from benchlib import ceiling as ceiling_app
 from benchlib import keel, report
@@ -49,6 +56,8 @@ from benchlib.processes import (
 )
 from benchlib.report import Report, RouteRow
 from benchlib.wrk import Load, WrkResult, WrkRun, combine, run_wrk
+
+from tests.pgbouncer import ThrowawayPgBouncer
 
 ROOT = Path(__file__).resolve().parents[1]
 LIST, LIVE, ITEMS, ME, TOKEN = (
@@ -69,6 +78,8 @@ LABELS = {
 LIST_RATIO, LIVE_RATIO = 0.40, 0.30
 PACED_P99_MS, STORM_LIVE_P99_MS = 20.0, 50.0
 RSS_MAX_MB, RSS_MAX_GROWTH, COLD_START_MAX_S = 150.0, 0.05, 3.0
+POOLED = "keel-pgbouncer"  # Keel behind PgBouncer (--pgbouncer)
+POOLED_LABEL = f"GET {LIST} via PgBouncer"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -87,9 +98,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432", help="server")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379", help="server")
+    parser.add_argument("--keel-database", default="keel_bench", help="dropped and recreated")
     parser.add_argument("--keel-redis-db", type=int, default=5)
     parser.add_argument("--ceiling-redis-db", type=int, default=6)
     parser.add_argument("--no-ceiling", action="store_true", help="measure Keel alone")
+    parser.add_argument(
+        "--pgbouncer", action="store_true", help="also the list through PgBouncer (transaction)"
+    )
     parser.add_argument(
         "--gunicorn-args",
         default="",
@@ -275,6 +290,8 @@ def interleaved(
         order = subjects if n % 2 else list(reversed(subjects))
         for route in ("list", "live"):
             for subject in order:
+                if route == "live" and subject.name == POOLED:
+                    continue  # touches no database: the pooler changes nothing there
                 result = measure(subject.server, subject.load(route, args))
                 recycled = watch() if subject.name == "keel" else ""
                 runs.add(route, subject.name, result)
@@ -367,6 +384,8 @@ def start_stack(
     config: keel.KeelConfig,
     ceiling: ceiling_app.Ceiling | None,
     clock: Clock,
+    *,
+    pooler: ThrowawayPgBouncer | None = None,
 ) -> Stack:
     items = keel.prepare_database(config)
     clock.say(f"keel database {config.database}: migrated, {keel.USERS} users, {items} items")
@@ -380,11 +399,21 @@ def start_stack(
         ceiling_server = ceiling_app.start(groups, ceiling, free_port(), config.log_dir)
         clock.say(f"ceiling (uvicorn, 2 workers) on {ceiling_server.base_url}")
         subjects.append(Subject("ceiling", ceiling_server, ceiling_app.mint_token(ceiling)))
+    if pooler is not None:
+        pooled_env = {
+            "DATABASE_URL": pooler.url(config.database),
+            "DATABASE_POOLER": "transaction",
+            "DATABASE_DIRECT_URL": config.database_url,
+        }
+        pooled, _ = keel.start_keel(groups, config, free_port(), name=POOLED, extra_env=pooled_env)
+        clock.say(f"keel behind pgbouncer (port {pooler.port}) on {pooled.base_url}")
+        subjects.append(Subject(POOLED, pooled, keel.login(pooled.base_url, 0)))
     # User 1 writes the items, so user 0's list keeps its 100 items the whole run.
     keel_only = keel_only_loads(args, keel.login(server.base_url, 1))
     for subject in subjects:
         check_status(subject.server, subject.load("list", args), 200)
-        check_status(subject.server, subject.load("live", args), 200)
+        if subject.name != POOLED:
+            check_status(subject.server, subject.load("live", args), 200)
     for name, expected in (("create", 201), ("me", 200), ("login", 200)):
         check_status(server, keel_only[name], expected)
     return Stack(subjects[0], cold_start, subjects, keel_only, ceiling_server)
@@ -426,7 +455,7 @@ def measure_throughput(
     watch = WorkerWatch(keel_server.proc.pid)
     if args.warmup > 0:
         for subject in stack.subjects:
-            for route in ("list", "live"):
+            for route in ("list", "live") if subject.name != POOLED else ("list",):
                 load = subject.load(route, args, duration_s=args.warmup)
                 run_wrk(load, subject.server.base_url)
         clock.say(f"warmed up ({args.warmup:g} s per server and route)")
@@ -440,6 +469,9 @@ def measure_throughput(
             clock.say(f"round {n} {name:<6} keel     {describe(result)}{recycled}")
     if stack.ceiling_server is not None:
         groups.stop(stack.ceiling_server)  # idle from here on; it holds database connections
+    for subject in stack.subjects:
+        if subject.name == POOLED:
+            groups.stop(subject.server)
 
     keel_list = runs.combined("list", "keel")
     assert keel_list is not None
@@ -469,6 +501,9 @@ def build_report(
         for route in ("list", "live", "create", "me", "login")
         if (combined := runs.combined(route, "keel")) is not None
     ]
+    pooled = runs.combined("list", POOLED)
+    if pooled is not None:  # last: the targets below read the rows above by position
+        rows.append(RouteRow(POOLED_LABEL, pooled))
     with_ceiling = stack.ceiling_server is not None
     rss_rounds, memory_cold = memory
     return Report(
@@ -500,7 +535,23 @@ def build_report(
         details=[
             *([note] if (note := busy_note(load_at_start)) else []),
             *details(args, measured.recycled, memory_cold, with_ceiling),
+            *([pooled_note(runs)] if pooled is not None else []),
         ],
+    )
+
+
+def pooled_note(runs: Runs) -> str:
+    """The list through PgBouncer against the direct one, round by round (each pair ran back
+    to back, so a slow spell of the machine weighs on both)."""
+    pairs = zip(runs.results[("list", "keel")], runs.results[("list", POOLED)], strict=True)
+    ratios = [pooled.rps / direct.rps for direct, pooled in pairs]
+    each = ", ".join(f"{ratio:.0%}" for ratio in ratios)
+    return (
+        f"Through PgBouncer: the list at {statistics.median(ratios):.0%} of the direct Keel's "
+        f"rate (median of the rounds' ratios: {each}): Debian's PgBouncer in transaction mode, "
+        "20 server connections, in front of the same database; that Keel runs with "
+        "`DATABASE_POOLER=transaction` (unnamed prepared statements, the driver's statement "
+        "timeout)."
     )
 
 
@@ -523,7 +574,7 @@ def run(args: argparse.Namespace, groups: ProcessGroups, log_dir: Path) -> int:
     clock = Clock()
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     config = keel.KeelConfig(
-        ROOT, args.pg, "keel_bench", f"{args.redis}/{args.keel_redis_db}", log_dir
+        ROOT, args.pg, args.keel_database, f"{args.redis}/{args.keel_redis_db}", log_dir
     )
     if (ROOT / ".env").exists():
         clock.say("note: .env exists; Keel reads from it every setting this harness leaves unset")
@@ -536,8 +587,14 @@ def run(args: argparse.Namespace, groups: ProcessGroups, log_dir: Path) -> int:
         print(f"PostgreSQL ({args.pg}) and Redis ({args.redis}) must be up: {exc}", file=sys.stderr)
         return 2
     ceiling = prepare_ceiling(args, clock)
-    stack = start_stack(args, groups, config, ceiling, clock)
-    measured = measure_throughput(args, groups, stack, clock)
+    with contextlib.ExitStack() as pooling:
+        pooler = None
+        if args.pgbouncer:
+            pooler = pooling.enter_context(
+                ThrowawayPgBouncer(config.database_url, default_pool_size=20)
+            )
+        stack = start_stack(args, groups, config, ceiling, clock, pooler=pooler)
+        measured = measure_throughput(args, groups, stack, clock)
     memory = memory_rounds(groups, config, args, clock, free_port())
     result = build_report(
         args,
@@ -552,6 +609,8 @@ def run(args: argparse.Namespace, groups: ProcessGroups, log_dir: Path) -> int:
     print()
     print(report.format_table(result.rows))
     print()
+    if ("list", POOLED) in measured.runs.results:
+        print(pooled_note(measured.runs))
     for target in result.targets:
         print(target.line())
     if note := busy_note(load_at_start):

@@ -219,6 +219,10 @@ def main() -> int:
         "RATE_LIMIT_REQUESTS": str(RATE_LIMIT),
         "RATE_LIMIT_WINDOW_SECONDS": "60",
         "LOG_LEVEL": "WARNING",
+        # Production requires them; nothing listens there (no test here sends email).
+        "SMTP_HOST": "127.0.0.1",
+        "EMAIL_FROM": "Keel <no-reply@example.com>",
+        "FRONTEND_URL": "https://app.example.com",
     }
     cluster = Cluster(work, env)
     print(f"work dir {work}; database {DATABASE_URL}; redis {REDIS_URL}")

@@ -6,7 +6,10 @@ Starts a throwaway PostgreSQL cluster (initdb into a temporary directory) and re
 ports of 18300-18399, migrates, runs Keel under Gunicorn (2 workers) and, under steady recorded
 load, runs: 1 PostgreSQL stop (fast, then immediate) and return, 2 Redis stop and return,
 3 a worker SIGKILLed, 4 SIGTERM to the master, 5 a slow database (statement_timeout, then the
-request deadline). One line of figures per drill; exit status 1 when any bound was broken.
+request deadline); and with `python -m app worker` processes and an aiosmtpd SMTP server
+(CONTRACT.md section 9): 6 Redis paused during a reset request, 7 a job worker SIGKILLed
+mid-send, 8 the API killed between commit and hand-over, 9 the SMTP server refusing.
+One line of figures per drill; exit status 1 when any bound was broken.
 Everything started is stopped and removed at the end, on failure and on Ctrl-C too.
 """
 
@@ -20,7 +23,7 @@ from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.drills import harness
+from tests.drills import harness, jobs
 from tests.drills.harness import DrillResult, Stack
 
 
@@ -55,6 +58,15 @@ async def run(stack: Stack, outage: float, only: set[str]) -> list[DrillResult]:
                     stack, server, deadline=1.5, name="5 slow-db-deadline"
                 )
             )
+    if "6" in only:
+        report(await jobs.redis_paused_drill(stack, pause=outage))
+    if "7" in only:
+        report(await jobs.worker_killed_drill(stack))
+    if "8" in only:
+        report(await jobs.api_killed_drill(stack))
+    if "9" in only:
+        for code in (451, 550):
+            report(await jobs.smtp_refusing_drill(stack, code))
     return results
 
 
@@ -65,7 +77,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outage", type=float, default=10.0, help="seconds each outage lasts")
-    parser.add_argument("--only", default="1,2,3,4,5", help="drills to run, e.g. 1,4")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9", help="drills, e.g. 1,4")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()

@@ -1,13 +1,15 @@
-"""Shared fixtures: every API test runs once on SQLite and once on PostgreSQL.
+"""Shared fixtures: every API test runs on SQLite, on PostgreSQL, and on PostgreSQL through a
+real PgBouncer in transaction mode (tests/pgbouncer.py; the API tests only).
 
 PostgreSQL runs when TEST_DATABASE_URL is set (`.ci/run` sets it); if it is set and the server
-is unreachable the tests fail, they are never skipped. Each test gets a fresh app (real lifespan,
-real engine, real commits) and the tables are emptied after it.
+is unreachable the tests fail, they are never skipped. The PgBouncer leg also needs Debian's
+`pgbouncer`: without it that leg is skipped, or fails when REQUIRE_SERVICES=1. Each test gets a
+fresh app (real lifespan, real engine, real commits) and the tables are emptied after it.
 """
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -22,6 +24,7 @@ from app.config import Settings, load_settings
 from app.core import migrations
 from app.main import create_app
 from app.models import Base
+from tests.pgbouncer import ThrowawayPgBouncer, pgbouncer_binary
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
@@ -29,11 +32,32 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.postgresql),
+    pytest.param("pgbouncer", marks=pytest.mark.pgbouncer),
+]
+# The pooled URLs the PgBouncer leg hands out, each with the direct URL behind it.
+POOLED_URLS: dict[str, str] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgresql: runs against TEST_DATABASE_URL")
+    config.addinivalue_line("markers", "pgbouncer: runs through PgBouncer to TEST_DATABASE_URL")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PgBouncer leg is the API tests' (tests/api): other tests run on two backends."""
+    api = Path(__file__).parent / "api"
+    keep, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("database_url") if callspec else None
+        pooled_elsewhere = backend == "pgbouncer" and api not in item.path.parents
+        (dropped if pooled_elsewhere else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 # What tests needed and this machine lacks, with how to provide it: the run's last line says.
@@ -46,6 +70,11 @@ def missing(need: str, how: str, *, required: bool = REQUIRE_SERVICES) -> NoRetu
         pytest.fail(f"required but missing: {need}")
     _MISSING[need] = how
     pytest.skip(f"needs {need} ({how})")
+
+
+def require_pgbouncer() -> None:
+    if pgbouncer_binary() is None:
+        missing("pgbouncer", "apt-get install pgbouncer")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -80,8 +109,23 @@ async def database_url(
         url = TEST_DATABASE_URL
     else:
         missing("PostgreSQL", "set TEST_DATABASE_URL=postgresql+asyncpg://…")
-    await reset_schema(url)
-    return url
+    if request.param != "pgbouncer":
+        await reset_schema(url)
+        return url
+    pooler: ThrowawayPgBouncer = request.getfixturevalue("pgbouncer")
+    await reset_schema(url)  # directly: migrations go past the pooler, as in production
+    POOLED_URLS[pooler.url()] = url
+    return pooler.url()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer() -> Iterator[ThrowawayPgBouncer]:
+    """PgBouncer in transaction mode before TEST_DATABASE_URL's server, with fewer server
+    connections than a test app opens, so that clients share them as in production."""
+    require_pgbouncer()
+    assert TEST_DATABASE_URL
+    with ThrowawayPgBouncer(TEST_DATABASE_URL) as pooler:
+        yield pooler
 
 
 @pytest.fixture(scope="session")
@@ -94,10 +138,12 @@ async def _engines() -> AsyncIterator[dict[str, AsyncEngine]]:
 
 @pytest.fixture
 def cleanup_engine(database_url: str, _engines: dict[str, AsyncEngine]) -> AsyncEngine:
-    """An engine on this test's database, for setting up and checking rows behind the API."""
-    if database_url not in _engines:
-        _engines[database_url] = create_async_engine(database_url)
-    return _engines[database_url]
+    """An engine on this test's database (never through the pooler), for setting up and
+    checking rows behind the API."""
+    direct = POOLED_URLS.get(database_url, database_url)
+    if direct not in _engines:
+        _engines[direct] = create_async_engine(direct)
+    return _engines[direct]
 
 
 @pytest.fixture
@@ -126,6 +172,11 @@ def make_settings(database_url: str) -> Callable[..., Settings]:
             "AUTH_RATE_LIMIT_REQUESTS": 1_000_000,
             "LOG_FORMAT": "json",
         }
+        if database_url in POOLED_URLS:
+            values |= {
+                "DATABASE_POOLER": "transaction",
+                "DATABASE_DIRECT_URL": POOLED_URLS[database_url],
+            }
         values.update(overrides)
         return load_settings(**values)
 

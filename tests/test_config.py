@@ -16,6 +16,9 @@ def prod(**overrides: object) -> Settings:
         "ENVIRONMENT": "production",
         "SECRET_KEY": STRONG_KEY,
         "DATABASE_URL": "postgresql+asyncpg://u@db/keel",
+        "SMTP_HOST": "smtp.example.com",
+        "EMAIL_FROM": "Keel <no-reply@example.com>",
+        "FRONTEND_URL": "https://app.example.com",
     }
     values.update(overrides)
     return load_settings(**values)
@@ -46,6 +49,9 @@ def test_production_accepts_safe_settings() -> None:
         ({"DEBUG": True}, "DEBUG must be off"),
         ({"CORS_ORIGINS": "*"}, "CORS_ORIGINS must list origins"),
         ({"DATABASE_URL": None}, "DATABASE_URL must be set"),
+        ({"SMTP_HOST": None}, "SMTP_HOST must be set"),
+        ({"EMAIL_FROM": None}, "EMAIL_FROM must be set"),
+        ({"FRONTEND_URL": None}, "FRONTEND_URL must be set"),
     ],
 )
 def test_production_refuses_unsafe_settings(overrides: dict[str, object], expected: str) -> None:
@@ -91,3 +97,26 @@ def test_server_start_is_refused_with_one_line(env: dict[str, str], expected: st
     assert len(lines) == 1, result.stderr
     assert expected in lines[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FRONTEND_URL", "app.example.com"),
+        ("FRONTEND_URL", "ftp://app.example.com"),
+        ("FRONTEND_URL", "https://app.example.com/?next=1"),
+        ("EMAIL_FROM", "Keel"),
+        ("SMTP_SECURITY", "ssl"),
+        ("SMTP_PORT", "abc"),
+    ],
+)
+def test_email_settings_refuse_malformed_values(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None, **{name: value})
+    assert name in str(caught.value)
+
+
+def test_frontend_url_loses_its_trailing_slash_and_has_a_development_default() -> None:
+    assert load_settings(_env_file=None).frontend_url == "http://localhost:3000"
+    settings = load_settings(_env_file=None, FRONTEND_URL="https://app.example.com/base/")
+    assert settings.frontend_url == "https://app.example.com/base"

@@ -9,12 +9,16 @@ the upstream licences) and a start-up script file, so they work offline and unde
 from html import escape
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from app.dependencies import oauth2_scheme
+
 ASSETS_URL = "/docs/assets"
+TOKEN_ROUTE_NAME = "login"  # noqa: S105 - the token endpoint's route name, no secret
 _OWN_ASSETS = Path(__file__).with_name("docs_assets")
 # ReDoc's sidebar footer loads its logo from `location.pathname + "/logo-mini.svg"`.
 _REDOC_LOGO = Path(str(files("fastapi_standalone_docs") / "static" / "redoc" / "logo-mini.svg"))
@@ -77,3 +81,24 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/redoc/logo-mini.svg", include_in_schema=False)
     async def redoc_logo() -> FileResponse:
         return FileResponse(_REDOC_LOGO, media_type="image/svg+xml")
+
+    document_token_url(app)
+
+
+def document_token_url(app: FastAPI) -> None:
+    """Make the OpenAPI password flow's tokenUrl the absolute path of this app's token route.
+
+    Swagger UI resolves a relative tokenUrl against the page's origin, not the document's URL,
+    and API_V1_PREFIX is configurable: the document carries the path `url_path_for` gives.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = app.openapi_schema
+        if schema is None:
+            schema = generate()  # builds and caches app.openapi_schema, edited in place
+            scheme = schema["components"]["securitySchemes"][oauth2_scheme.scheme_name]
+            scheme["flows"]["password"]["tokenUrl"] = app.url_path_for(TOKEN_ROUTE_NAME)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point

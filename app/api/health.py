@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel
 
 from app.core import database
-from app.core.exceptions import error_body
+from app.core.exceptions import ErrorResponse, error_envelope
 
 READY_TIMEOUT_SECONDS = 2.0
 
@@ -24,12 +24,10 @@ class Ready(BaseModel):
     status: Literal["ready"] = "ready"
 
 
-class NotReady(BaseModel):
+class NotReady(ErrorResponse):
+    """The error envelope, with the status field the other probe answers carry."""
+
     status: Literal["not_ready"] = "not_ready"
-    error: str
-    message: str
-    details: dict[str, str] | None = None
-    request_id: str | None
 
 
 class Check(BaseModel):
@@ -58,18 +56,21 @@ async def live() -> Alive:
 @router.get("/ready", response_model=Ready, responses={503: {"model": NotReady}})
 async def ready(request: Request) -> Ready | JSONResponse:
     """Ready for traffic: not draining, and the database answers `SELECT 1` within 2 s."""
-    reason = None
+    details = None
     if request.app.state.draining:
-        reason = "draining"
+        details = {"reason": "draining"}
     else:
         try:
             await database.ping(request.app.state.engine, READY_TIMEOUT_SECONDS)
-        except Exception:  # unreachable, timed out or refusing: not ready either way
-            reason = "database"
-    if reason is None:
+        except Exception as error:  # unreachable, timed out or refusing: not ready either way
+            details = {"reason": "database"}
+            sqlstate = database.refused_sqlstate(error)
+            if sqlstate is not None:  # a configuration or authentication problem: say so
+                details = {"reason": "database_refused", "sqlstate": sqlstate}
+    if details is None:
         return Ready()
-    body = {"status": "not_ready", **error_body(503, "Service not ready", {"reason": reason})}
-    return JSONResponse(body, status_code=503)
+    envelope = error_envelope(503, "Service not ready", details)
+    return JSONResponse(NotReady(**dict(envelope)).model_dump(mode="json"), status_code=503)
 
 
 @router.get("", response_model=HealthStatus)

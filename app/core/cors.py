@@ -3,7 +3,7 @@
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.core.exceptions import error_response
@@ -28,8 +28,7 @@ class EnvelopeCORSMiddleware(CORSMiddleware):
     """Starlette's CORSMiddleware, except that a refused preflight is the 400 envelope.
 
     Starlette answers it in plain text; the CORS headers it computed are kept (a refused origin
-    still gets no `Access-Control-Allow-Origin`). The edge middleware sends it only requests that
-    carry an `Origin` header, and adds `Vary: Origin` to the others' answers itself.
+    still gets no `Access-Control-Allow-Origin`).
     """
 
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
@@ -45,6 +44,15 @@ class EnvelopeCORSMiddleware(CORSMiddleware):
             expose_headers=EXPOSED_HEADERS,
             max_age=600,
         )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Starlette's says `Vary: Origin` on every answer, CORS request or not: right when some
+        # origin is allowed (a cache must not hand a browser an answer without
+        # Access-Control-Allow-Origin), needless when none is.
+        if self.allow_origins or any(name == b"origin" for name, _ in scope.get("headers", ())):
+            await super().__call__(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)

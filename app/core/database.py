@@ -5,6 +5,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Dialect, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
@@ -14,19 +15,33 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import ORMExecuteState, Session
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from app.config import Settings
 
+# asyncpg's and SQLAlchemy's own default: prepared statements kept per connection.
+DEFAULT_STATEMENT_CACHE_SIZE = 100
+# SQLSTATEs with which a server or pooler refuses a connection for a reason that is not an outage:
+# authorization (28), unknown database (3D), bad parameter (22, 42), and protocol violation
+# (08P01: PgBouncer's "unsupported startup parameter", "no such database", ...).
+REFUSED_CLASSES = frozenset({"28", "3D", "22", "42"})
+REPEAT = 60.0  # seconds before the same refusal is logged again
+# A prepared statement missing or already there: caches kept through a transaction pooler.
+PREPARED_STATEMENT_SQLSTATES = frozenset({"26000", "42P05"})
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """An engine tuned per dialect: pooled PostgreSQL with timeouts, or SQLite with FKs on."""
-    url = make_url(settings.database_url)
+logger = structlog.get_logger("app.database")
+
+
+def create_engine(settings: Settings, *, direct: bool = False) -> AsyncEngine:
+    """An engine on DATABASE_URL, or with `direct` on DATABASE_DIRECT_URL (migrations, locks,
+    LISTEN): pooled PostgreSQL with timeouts, or SQLite with foreign keys on."""
+    url = make_url(settings.database_direct_url if direct else settings.database_url)
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url, connect_args={"timeout": 15})
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine
-    timeout_ms = settings.DATABASE_STATEMENT_TIMEOUT_MS
+    # DATABASE_POOLER describes DATABASE_URL; a separate DATABASE_DIRECT_URL is a plain server.
+    pooled = settings.DATABASE_POOLER == "transaction" and url == make_url(settings.database_url)
     engine = create_async_engine(
         url,
         pool_size=settings.DATABASE_POOL_SIZE,
@@ -37,36 +52,117 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # request gets the 503 envelope and SQLAlchemy discards the whole stale pool at once.
         pool_pre_ping=False,
         pool_recycle=1800,
-        connect_args={
-            "timeout": settings.DATABASE_POOL_TIMEOUT_SECONDS,  # TCP connect + auth
-            "command_timeout": timeout_ms / 1000 + 1,  # client-side backstop
-            "server_settings": {
-                "statement_timeout": str(timeout_ms),
-                "idle_in_transaction_session_timeout": str(max(timeout_ms * 2, 10_000)),
-                "application_name": settings.PROJECT_NAME.lower(),
-            },
-        },
+        connect_args=connect_args(settings, pooled=pooled),
     )
-    event.listen(engine.sync_engine, "do_connect", _connect_or_operational_error)
+    reporter = _ErrorReporter()
+    event.listen(engine.sync_engine, "do_connect", reporter.do_connect)
+    event.listen(engine.sync_engine, "handle_error", reporter.handle_error)
     event.listen(engine.sync_engine, "handle_error", _timeout_as_operational_error)
     return engine
 
 
-# asyncpg raises OSErrors as they are (connection refused, DNS failure, connect timeout) and its
-# `command_timeout` as a bare TimeoutError; SQLAlchemy wraps only DBAPI errors, so these two hooks
-# turn them into `OperationalError` (a DBAPIError): the 503 envelope, never a 500.
+def create_migration_engine(settings: Settings) -> AsyncEngine:
+    """One connection on DATABASE_DIRECT_URL without a statement timeout: a migration may take
+    long (with the pooler's prepared-statement mode when DATABASE_DIRECT_URL is unset)."""
+    url = make_url(settings.database_direct_url)
+    pooled = settings.DATABASE_POOLER == "transaction" and settings.DATABASE_DIRECT_URL is None
+    args = _statement_caches(settings, pooled=pooled) if url.get_backend_name() != "sqlite" else {}
+    return create_async_engine(url, poolclass=NullPool, connect_args=args)
 
 
-def _connect_or_operational_error(
-    dialect: Dialect, _record: ConnectionPoolEntry, cargs: tuple[Any, ...], cparams: dict[str, Any]
-) -> Any:
-    try:
-        return dialect.connect(*cargs, **cparams)
-    except OSError as error:
-        message = f"cannot connect to the database: {error!r}"
-        raise dialect.loaded_dbapi.OperationalError(message) from error
+def _statement_caches(settings: Settings, *, pooled: bool) -> dict[str, int]:
+    size = settings.DATABASE_STATEMENT_CACHE_SIZE
+    if size is None:
+        size = 0 if pooled else DEFAULT_STATEMENT_CACHE_SIZE
+    # Both at 0: SQLAlchemy prepares each statement anew, and asyncpg (>= 0.29,
+    # MagicStack/asyncpg#1065) then uses unnamed statements, parsed again in the message
+    # sequence that runs them. Nothing outlives a transaction on the server connection, so a
+    # transaction pooler may hand the next one to another client (PgBouncer < 1.21 tracks no
+    # prepared statements: named ones collide or go missing there).
+    return {
+        "statement_cache_size": size,  # asyncpg's
+        "prepared_statement_cache_size": size,  # SQLAlchemy's, in front of asyncpg's
+    }
 
 
+def connect_args(settings: Settings, *, pooled: bool) -> dict[str, Any]:
+    """asyncpg's connection arguments, directly to PostgreSQL or through a transaction pooler."""
+    timeout_ms = settings.DATABASE_STATEMENT_TIMEOUT_MS
+    args: dict[str, Any] = {
+        "timeout": settings.DATABASE_POOL_TIMEOUT_SECONDS,  # TCP connect + auth
+        **_statement_caches(settings, pooled=pooled),
+        "server_settings": {"application_name": settings.PROJECT_NAME.lower()},
+    }
+    if pooled:
+        # A transaction pooler refuses startup parameters it does not track ("unsupported
+        # startup parameter: statement_timeout"), and a SET would stay on a server connection
+        # that other clients share. So the driver keeps the time: past it, asyncpg sends
+        # PostgreSQL a cancel request (the pooler forwards it to the server connection running
+        # the statement) and the call fails with a TimeoutError, mapped to OperationalError below.
+        args["command_timeout"] = timeout_ms / 1000
+    else:
+        args["command_timeout"] = timeout_ms / 1000 + 1  # client-side backstop
+        args["server_settings"] |= {
+            "statement_timeout": str(timeout_ms),
+            "idle_in_transaction_session_timeout": str(max(timeout_ms * 2, 10_000)),
+        }
+    return args
+
+
+def refused_sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of a connection refused for a reason that is not an outage, if `error` is
+    one: configuration (a bad parameter, an unknown database) or authentication."""
+    original = error.orig if isinstance(error, exc.DBAPIError) else error
+    sqlstate = getattr(original, "sqlstate", None)
+    if isinstance(sqlstate, str) and (sqlstate[:2] in REFUSED_CLASSES or sqlstate == "08P01"):
+        return sqlstate
+    return None
+
+
+class _ErrorReporter:
+    """Says what the database or the pooler said, at most once a minute per reason and engine
+    (per worker), instead of only the generic `database_unavailable` of every request."""
+
+    def __init__(self) -> None:
+        self._refusals: dict[str, float] = {}  # reason -> when it was last logged
+        self._prepared_statement_reported = False
+
+    def do_connect(
+        self,
+        dialect: Dialect,
+        _record: ConnectionPoolEntry,
+        cargs: tuple[Any, ...],
+        cparams: dict[str, Any],
+    ) -> Any:
+        # asyncpg raises OSErrors as they are (connection refused, DNS failure, connect
+        # timeout); SQLAlchemy wraps only DBAPI errors, so they become OperationalError here.
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except OSError as error:
+            message = f"cannot connect to the database: {error!r}"
+            raise dialect.loaded_dbapi.OperationalError(message) from error
+        except Exception as error:
+            sqlstate = getattr(error, "sqlstate", None)  # the server or pooler answered: no
+            reason, now = str(error), time.monotonic()
+            if isinstance(sqlstate, str) and now - self._refusals.get(reason, -REPEAT) >= REPEAT:
+                self._refusals[reason] = now
+                logger.error("database_connection_refused", sqlstate=sqlstate, reason=reason)
+            raise
+
+    def handle_error(self, context: ExceptionContext) -> None:
+        sqlstate = getattr(context.original_exception, "sqlstate", None)
+        if sqlstate in PREPARED_STATEMENT_SQLSTATES and not self._prepared_statement_reported:
+            self._prepared_statement_reported = True
+            logger.error(
+                "database_prepared_statement_lost",
+                sqlstate=sqlstate,
+                reason=str(context.original_exception),
+                hint="DATABASE_URL is a transaction pooler? Set DATABASE_POOLER=transaction",
+            )
+
+
+# asyncpg raises its `command_timeout` as a bare TimeoutError; SQLAlchemy wraps only DBAPI
+# errors, so this hook turns it into `OperationalError` (a DBAPIError): the 503 envelope.
 def _timeout_as_operational_error(context: ExceptionContext) -> BaseException | None:
     error = context.original_exception
     if context.sqlalchemy_exception is not None or not isinstance(error, TimeoutError):

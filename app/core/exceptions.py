@@ -1,8 +1,6 @@
-"""The AppException tree services raise, and the handlers that render every error envelope."""
+"""The error envelope, the AppException tree services raise, and the handlers that render them."""
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -10,13 +8,12 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import compile_path
 
-from app.core.context import request_id_var
+from app.core.routes import allowed_methods, unsupported_media_type
 
 logger = structlog.get_logger("app.errors")
 
@@ -36,6 +33,21 @@ ERROR_CODES: Mapping[int, str] = {
     503: "service_unavailable",
 }
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+class FieldError(BaseModel):
+    field: str = Field(examples=["body.title"])
+    message: str = Field(examples=["String should have at most 255 characters"])
+    type: str = Field(examples=["string_too_long"])
+
+
+class ErrorResponse(BaseModel):
+    """The one envelope of every non-2xx answer (CONTRACT.md section 4)."""
+
+    error: str = Field(examples=["not_found"])
+    message: str = Field(examples=["Resource not found"])
+    details: list[FieldError] | dict[str, Any] | None = None
+    request_id: str | None = Field(examples=["7f9c2b7e-5d0a-4a43-9d52-8f0a7c1e2b3d"])
 
 
 class AppException(Exception):
@@ -102,18 +114,29 @@ class ServiceUnavailableError(AppException):
     default_message = "Service temporarily unavailable"
 
 
-def error_body(
+class PayloadTooLargeError(StarletteHTTPException):
+    """A request body past `MAX_REQUEST_BODY_BYTES`.
+
+    An HTTPException, not an AppException: FastAPI's body parsing re-raises HTTPExceptions
+    untouched, where any other error while reading the body becomes a 400.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request body exceeds {limit} bytes")
+
+
+def error_envelope(
     status: int, message: str, details: Any = None, error: str | None = None
-) -> dict[str, Any]:
-    """The envelope of CONTRACT.md section 4."""
-    return {
-        "error": error
+) -> ErrorResponse:
+    """The envelope, with the request id the request-id middleware bound for this request."""
+    return ErrorResponse(
+        error=error
         or ERROR_CODES.get(status)
         or HTTPStatus(status).phrase.lower().replace(" ", "_"),
-        "message": message,
-        "details": details,
-        "request_id": request_id_var.get(),
-    }
+        message=message,
+        details=details,
+        request_id=structlog.contextvars.get_contextvars().get("request_id"),
+    )
 
 
 def error_response(
@@ -123,53 +146,8 @@ def error_response(
     headers: Mapping[str, str] | None = None,
     error: str | None = None,
 ) -> JSONResponse:
-    body = error_body(status, message, details, error)
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-@lru_cache(maxsize=256)
-def _path_regex(path: str) -> re.Pattern[str]:
-    return compile_path(path)[0]
-
-
-def _allowed_methods(request: Request) -> list[str]:
-    """Every method the path supports, across all the routes that share it.
-
-    Starlette's own 405 lists only the methods of the first route that matched the path.
-    """
-    path = request.url.path
-    methods: set[str] = set()
-    for route in iter_route_contexts(request.app.routes):
-        if route.path and route.methods and _path_regex(route.path).match(path):
-            methods |= route.methods
-    return sorted(methods)
-
-
-def _field(loc: Sequence[int | str]) -> str:
-    return ".".join(str(part) for part in loc)
-
-
-def _expects_form(route: APIRoute) -> bool:
-    return any(
-        getattr(param.field_info, "media_type", "").startswith(("application/x-www", "multipart"))
-        for param in route.dependant.body_params
-    )
-
-
-def _unsupported_media_type(request: Request) -> str | None:
-    """The media type a body was sent with when the route cannot read it, else None."""
-    route = request.scope.get("route")
-    content_type = request.headers.get("content-type", "")
-    if not isinstance(route, APIRoute) or not route.body_field or not content_type:
-        return None
-    media = content_type.split(";", 1)[0].strip().lower()
-    if _expects_form(route):
-        accepted: Iterable[str] = ("application/x-www-form-urlencoded", "multipart/form-data")
-        return None if media in accepted else media
-    is_json = media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    )
-    return None if is_json else media
+    envelope = error_envelope(status, message, details, error)
+    return JSONResponse(envelope.model_dump(mode="json"), status_code=status, headers=headers)
 
 
 async def app_exception_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -184,7 +162,7 @@ async def http_exception_handler(request: Request, exc: Exception) -> JSONRespon
     if status == 404:
         message = "Resource not found"
     elif status == 405:
-        headers["Allow"] = ", ".join(_allowed_methods(request))
+        headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
         message = f"Method {request.method} not allowed"
     else:
         message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
@@ -195,11 +173,15 @@ async def http_exception_handler(request: Request, exc: Exception) -> JSONRespon
 
 async def validation_exception_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    media = _unsupported_media_type(request)
+    media = unsupported_media_type(request.scope.get("route"), request.headers)
     if media is not None:
         return error_response(415, f"Unsupported media type '{media}'")
     details = [
-        {"field": _field(err["loc"]), "message": err["msg"], "type": err["type"]}
+        {
+            "field": ".".join(str(part) for part in err["loc"]),
+            "message": err["msg"],
+            "type": err["type"],
+        }
         for err in exc.errors()
     ]
     return error_response(422, "Request validation failed", details)
@@ -241,6 +223,15 @@ async def unhandled_exception_handler(request: Request, exc: Exception) -> JSONR
     return error_response(500, "Internal server error")
 
 
+async def escaped_exception_response(request: Request, exc: Exception) -> JSONResponse:
+    """The envelope for an exception that escaped the app, raised by a middleware around it."""
+    if isinstance(exc, AppException):
+        return await app_exception_handler(request, exc)
+    if isinstance(exc, StarletteHTTPException):
+        return await http_exception_handler(request, exc)
+    return await unhandled_exception_handler(request, exc)
+
+
 def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppException, app_exception_handler)
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
@@ -248,4 +239,6 @@ def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, integrity_error_handler)
     for db_error in (DBAPIError, PoolTimeoutError, ConnectionError):
         app.add_exception_handler(db_error, database_error_handler)
+    # Starlette runs this one outside every middleware: the edge answers unexpected errors with
+    # the envelope first, so it only logs what fails after the response has started.
     app.add_exception_handler(Exception, unhandled_exception_handler)

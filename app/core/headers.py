@@ -1,8 +1,11 @@
-"""The response headers of CONTRACT.md section 5 that do not depend on the request."""
+"""The response headers of CONTRACT.md section 5, added to every answer by one middleware."""
 
+from time import perf_counter
 from typing import Final
 
-Header = tuple[bytes, bytes]
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.config import Settings
 
 API_CSP: Final = "default-src 'none'; frame-ancestors 'none'"
 # The docs pages take scripts, styles, images and API calls from Keel alone (no inline script, no
@@ -24,30 +27,6 @@ PERMISSIONS_POLICY: Final = (
     "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
     "microphone=(), payment=(), usb=()"
 )
-NO_STORE: Final = (b"cache-control", b"no-store")
-VARY_ORIGIN: Final = (b"vary", b"Origin")
-
-
-def security_headers(csp: str, hsts_seconds: int) -> list[Header]:
-    """The headers of CONTRACT.md section 5 that do not depend on the request."""
-    headers = {
-        "x-content-type-options": "nosniff",
-        "x-frame-options": "DENY",
-        "referrer-policy": "no-referrer",
-        "content-security-policy": csp,
-        "cross-origin-opener-policy": "same-origin",
-        "permissions-policy": PERMISSIONS_POLICY,
-        "x-xss-protection": "0",  # OWASP: the old XSS auditor's `1; mode=block` can cause XSS
-    }
-    if hsts_seconds > 0:
-        headers["strict-transport-security"] = f"max-age={hsts_seconds}; includeSubDomains"
-    return [(name.encode(), value.encode()) for name, value in headers.items()]
-
-
-# Names the edge sets; an answer that already carries one of them keeps its own value.
-MANAGED: Final = frozenset(
-    [name for name, _ in security_headers("", 1)] + [b"server", b"cache-control"]
-)
 
 
 def csp_for(path: str) -> str:
@@ -57,3 +36,55 @@ def csp_for(path: str) -> str:
     if path == "/redoc":
         return REDOC_CSP
     return API_CSP
+
+
+class ResponseHeadersMiddleware:
+    """Security headers, CSP, `X-Response-Time`, and `Cache-Control: no-store` on API answers.
+
+    A header the app chose itself (a stricter CSP, its own Cache-Control) is kept, and a
+    `Server` header is dropped.
+    """
+
+    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
+        self.app = app
+        headers = {
+            "x-content-type-options": "nosniff",
+            "x-frame-options": "DENY",
+            "referrer-policy": "no-referrer",
+            "cross-origin-opener-policy": "same-origin",
+            "permissions-policy": PERMISSIONS_POLICY,
+            "x-xss-protection": "0",  # OWASP: the old XSS auditor's `1; mode=block` can cause XSS
+        }
+        if settings.HSTS_SECONDS > 0:
+            headers["strict-transport-security"] = (
+                f"max-age={settings.HSTS_SECONDS}; includeSubDomains"
+            )
+        self.headers = [(name.encode(), value.encode()) for name, value in headers.items()]
+        self.private_prefix = settings.API_V1_PREFIX + "/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        path: str = scope["path"]
+        extra = [*self.headers, (b"content-security-policy", csp_for(path).encode())]
+        # API and credentialed answers are per caller: never let a browser or proxy store them.
+        if path.startswith(self.private_prefix) or any(
+            name in (b"authorization", b"cookie") for name, _ in scope["headers"]
+        ):
+            extra.append((b"cache-control", b"no-store"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", ()) if h[0] != b"server"]
+                present = {name for name, _ in headers}
+                elapsed = f"{(perf_counter() - start) * 1000:.2f}ms".encode()
+                message["headers"] = [
+                    *headers,
+                    *(h for h in extra if h[0] not in present),
+                    (b"x-response-time", elapsed),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -6,7 +6,7 @@ default registry is served.
 """
 
 import os
-from bisect import bisect_left
+from time import perf_counter
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,6 +20,9 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.routes import RouteTemplates
 
 UNMATCHED_ROUTE = "<unmatched>"  # one label for every unknown path: raw paths explode cardinality
 OTHER_METHOD = "OTHER"  # clients may send any token as a method; labels stay bounded
@@ -91,81 +94,56 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-class _Answered:
-    """One (method, route, status) label set: its request counter and latency histogram.
+# Each label set's children, looked up once: `labels()` validates and locks on every call.
+_answered: dict[tuple[str, str | None, int], tuple[Counter, Histogram]] = {}
 
-    Updated through the value cells that prometheus-client's `inc` and `observe` end in (in
-    both its single-process and its multiprocess value classes): the public calls re-check the
-    child's labels on every call, four Python calls per increment, and this runs on every
-    request. `tests/core/test_metrics.py` checks the exposed counts, sums and buckets.
+
+def record_request(method: str, route: str | None, status: int, seconds: float) -> None:
+    """Count and time one answered request, by method, route template and status."""
+    children = _answered.get((method, route, status))
+    if children is None:
+        labels = (method, route or UNMATCHED_ROUTE, str(status))
+        children = _answered[method, route, status] = (
+            REQUESTS.labels(*labels),
+            LATENCY.labels(*labels),
+        )
+    requests, latency = children
+    requests.inc()
+    latency.observe(seconds)
+
+
+class RequestMetricsMiddleware:
+    """Records every request: in flight while it runs, then counted and timed by its answer.
+
+    It sits outside the layers that answer by themselves (CORS, the error envelopes, the body
+    limit, the deadline, the rate limiter), so their 400, 413, 429, 500 and 503 are counted too.
     """
 
-    __slots__ = ("_bounds", "_buckets", "_count", "_sum")
+    def __init__(self, app: ASGIApp, *, route_template: RouteTemplates) -> None:
+        self.app = app
+        self.route_template = route_template
+        self.in_progress: dict[str, Gauge] = {}  # by method label, as `record_request` does
 
-    def __init__(self, counter: Counter, histogram: Histogram) -> None:
-        self._count = counter._value
-        self._sum = histogram._sum
-        self._buckets = histogram._buckets
-        self._bounds = histogram._upper_bounds  # ends with +Inf: every value has a bucket
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
+        status = CLIENT_CLOSED  # unless an answer starts
 
-    def record(self, seconds: float) -> None:
-        self._count.inc(1)
-        self._sum.inc(seconds)
-        # Bucket i counts the values in (bound i-1, bound i]; the exposition accumulates them.
-        self._buckets[bisect_left(self._bounds, seconds)].inc(1)
+        async def send_recording_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
 
-
-class MethodSeries:
-    """One method label's series: requests in flight, and answered ones by route and status.
-
-    Label lookups validate and lock on every call; the label sets are few (methods x routes x
-    statuses), so each child is looked up once per process and kept here.
-    """
-
-    __slots__ = ("_answered", "in_progress", "label")
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.in_progress = IN_PROGRESS.labels(method=label)._value
-        self._answered: dict[tuple[str | None, int], _Answered] = {}
-
-    def answered(self, route: str | None, status: int) -> _Answered:
-        series = self._answered.get((route, status))
-        if series is None:
-            labels = {
-                "method": self.label,
-                "route": route or UNMATCHED_ROUTE,
-                "status": str(status),
-            }
-            series = self._answered[route, status] = _Answered(
-                REQUESTS.labels(**labels), LATENCY.labels(**labels)
-            )
-        return series
-
-
-_by_method: dict[str, MethodSeries] = {}
-
-
-def _method_series(method: str) -> MethodSeries:
-    label = method if method in KNOWN_METHODS else OTHER_METHOD
-    series = _by_method.get(label)
-    if series is None:
-        series = _by_method[label] = MethodSeries(label)
-    return series
-
-
-def request_started(method: str) -> MethodSeries:
-    """Count a request in flight; pass what it returns to `request_finished`."""
-    series = _by_method.get(method) or _method_series(method)
-    series.in_progress.inc(1)
-    return series
-
-
-def request_finished(series: MethodSeries, route: str | None, status: int, seconds: float) -> None:
-    """Count and time an answered request, by method label, route template and status.
-
-    The edge middleware (the outermost layer) calls both, so every answer is counted, its own
-    413, 429, 500 and 503 envelopes included.
-    """
-    series.in_progress.inc(-1)
-    series.answered(route, status).record(seconds)
+        in_progress = self.in_progress.get(method) or self.in_progress.setdefault(
+            method, IN_PROGRESS.labels(method)
+        )
+        in_progress.inc()
+        start = perf_counter()
+        try:
+            await self.app(scope, receive, send_recording_status)
+        finally:
+            in_progress.dec()
+            record_request(method, self.route_template(scope), status, perf_counter() - start)

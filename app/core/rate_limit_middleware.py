@@ -13,6 +13,7 @@ from ipaddress import IPv6Address, IPv6Network, ip_address
 from typing import Final
 from urllib.parse import parse_qsl
 
+import orjson
 import structlog
 from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -20,25 +21,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.core import metrics
-from app.core.context import user_id_var
 from app.core.exceptions import error_response
-from app.core.net import client_ip
+from app.core.middleware import client_ip
 from app.core.rate_limit import Decision, RateLimiter
-from app.core.security import VERIFIED_CLAIMS, bearer_claims
+from app.core.security import request_access_claims
 
 logger = structlog.get_logger("app.rate_limit")
 
 MAX_LOGIN_FORM_FIELDS: Final = 16
 EXEMPT_PREFIXES: Final = ("/health/", "/docs/", "/redoc/", "/metrics/")
-
-
-def _header(scope: Scope, wanted: bytes) -> bytes | None:
-    name: bytes
-    value: bytes
-    for name, value in scope["headers"]:
-        if name == wanted:
-            return value
-    return None
 
 
 def ip_key(ip: str) -> str:
@@ -85,6 +76,16 @@ def _replaying(messages: list[Message], receive: Receive) -> Receive:
     return replay
 
 
+def json_email(body: bytes) -> str | None:
+    """The `email` field of a JSON body, if it has one (the endpoint validates it properly)."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    email = value.get("email") if isinstance(value, dict) else None
+    return email if isinstance(email, str) else None
+
+
 async def form_username(headers: Headers, body: bytes) -> str | None:
     """The `username` field of a login form, read the way the endpoint will read it."""
     media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -122,6 +123,18 @@ class RateLimitMiddleware:
         prefix = settings.API_V1_PREFIX
         self.token_path = f"{prefix}/auth/token"
         self.register_path = f"{prefix}/auth/register"
+        self.reset_path = f"{prefix}/auth/password-reset"
+        self.resend_path = f"{prefix}/auth/verify-email/resend"
+        # The auth quota by IP for all of these; by account too for logins, reset requests
+        # (the JSON body's email) and verification resends (the bearer token's user).
+        self.auth_paths = {
+            self.token_path: "token",
+            self.register_path: "register",
+            self.reset_path: "password-reset",
+            f"{prefix}/auth/password-reset/confirm": "password-reset-confirm",
+            f"{prefix}/auth/verify-email": "verify-email",
+            self.resend_path: "verify-email-resend",
+        }
         self.exempt = frozenset(
             {"/health", "/metrics", "/docs", "/redoc", f"{prefix}/openapi.json"}
         )
@@ -131,19 +144,17 @@ class RateLimitMiddleware:
         if not path or path in self.exempt or path.startswith(EXEMPT_PREFIXES):
             await self.app(scope, receive, send)
             return
-        ip = ip_key(client_ip(scope, self.settings.TRUSTED_PROXIES))
-        if scope["method"] == "POST" and path in (self.token_path, self.register_path):
+        ip = ip_key(client_ip(scope))
+        if scope["method"] == "POST" and path in self.auth_paths:
             decision, receive = await self._auth_decision(scope, receive, path, ip)
         else:
-            claims = bearer_claims(self.settings, self._authorization(scope))
-            user_id = None
-            if claims is not None:
+            claims = request_access_claims(scope, self.settings)
+            if claims is None:
+                decision = await self.limiter.hit(self.limiter.default, "ip", ip)
+            else:
                 user_id = str(claims.user_id)
-                user_id_var.set(user_id)  # the access line reports who made the request
-                # Verified once per request: the authentication dependency reuses it.
-                scope.setdefault("state", {})[VERIFIED_CLAIMS] = claims
-            key = ("user", user_id) if user_id is not None else ("ip", ip)
-            decision = await self.limiter.hit(self.limiter.default, *key)
+                structlog.contextvars.bind_contextvars(user_id=user_id)  # for the access line
+                decision = await self.limiter.hit(self.limiter.default, "user", user_id)
 
         if not decision.allowed:
             logger.info("rate_limited", policy=decision.policy.name, path=path)
@@ -163,25 +174,33 @@ class RateLimitMiddleware:
 
         await self.app(scope, receive, send_with_budget)
 
-    @staticmethod
-    def _authorization(scope: Scope) -> str | None:
-        value = _header(scope, b"authorization")
-        return value.decode("latin-1") if value is not None else None
-
     async def _auth_decision(
         self, scope: Scope, receive: Receive, path: str, ip: str
     ) -> tuple[Decision, Receive]:
-        """The auth quota by IP; for the token endpoint, by account too (the tighter one wins)."""
+        """The auth quota by IP; by account too where there is one (the tighter one wins).
+
+        The account key is derived from what the request names, whether or not such an account
+        exists, so a refusal looks the same for both.
+        """
         limiter = self.limiter
-        endpoint = "token" if path == self.token_path else "register"
+        endpoint = self.auth_paths[path]
         decision = await limiter.hit(limiter.auth, endpoint, "ip", ip)
-        if not decision.allowed or endpoint != "token":
+        if not decision.allowed:
             return decision, receive
-        messages, body = await _buffer(receive)
-        receive = _replaying(messages, receive)
-        username = await form_username(Headers(scope=scope), body)
-        if username:
-            by_account = await limiter.hit(limiter.auth, endpoint, "account", account_key(username))
+        account: str | None = None
+        if path in (self.token_path, self.reset_path):
+            messages, body = await _buffer(receive)
+            receive = _replaying(messages, receive)
+            headers = Headers(scope=scope)
+            name = (
+                await form_username(headers, body) if path == self.token_path else json_email(body)
+            )
+            account = account_key(name) if name else None
+        elif path == self.resend_path:
+            claims = request_access_claims(scope, self.settings)
+            account = str(claims.user_id) if claims is not None else None
+        if account is not None:
+            by_account = await limiter.hit(limiter.auth, endpoint, "account", account)
             if not by_account.allowed or by_account.remaining < decision.remaining:
                 decision = by_account
         return decision, receive

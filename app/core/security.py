@@ -15,6 +15,8 @@ import anyio
 import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
+from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from app.config import Settings
 
@@ -99,9 +101,8 @@ def create_token(
     return _jwt.encode(claims, settings.secret_key, algorithm="HS256"), expires_at
 
 
-# Key in the request's state (`request.state`) under which the edge leaves the access token's
-# verified claims, so the token is decoded once per request.
-VERIFIED_CLAIMS = "verified_access_claims"
+# Where `request_access_claims` keeps its answer in the request's ASGI scope.
+ACCESS_CLAIMS_KEY = "keel.access_claims"
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "sid", "jti", "typ"]
 
 
@@ -129,12 +130,23 @@ def decode_token(settings: Settings, token: str, token_type: TokenType) -> Token
         raise InvalidTokenError(str(error)) from None
 
 
-def bearer_claims(settings: Settings, authorization: str | None) -> TokenClaims | None:
-    """The claims of a valid access token in an `Authorization: Bearer` header, else None.
+def request_access_claims(scope: Scope, settings: Settings) -> TokenClaims | None:
+    """The claims of a valid access token in the request's `Authorization: Bearer`, else None.
 
-    Signature and expiry only (no database): enough to key a rate limit by user. Whether the
-    session is still live is checked later, by the authentication dependency.
+    Signature and expiry only (no database): enough to key a rate limit by user; whether the
+    session is still live is for the authentication dependency to check. Verified once per
+    request and kept in the scope: the rate limiter asks first, and authentication gets the same
+    answer, whichever of them runs first.
     """
+    if ACCESS_CLAIMS_KEY not in scope:
+        authorization = Headers(scope=scope).get("authorization")
+        scope[ACCESS_CLAIMS_KEY] = bearer_claims(settings, authorization)
+    claims: TokenClaims | None = scope[ACCESS_CLAIMS_KEY]
+    return claims
+
+
+def bearer_claims(settings: Settings, authorization: str | None) -> TokenClaims | None:
+    """The claims of a valid access token in an `Authorization` header's value, else None."""
     if not authorization or authorization[:7].lower() != "bearer ":
         return None
     try:

@@ -54,6 +54,7 @@ class KeelWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn-worker ships n
         **UvicornWorker.CONFIG_KWARGS,
         "server_header": False,
         "access_log": False,  # the app writes one access line per request itself
+        "proxy_headers": False,  # the app applies TRUSTED_PROXIES itself (app/core/middleware.py)
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

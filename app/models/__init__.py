@@ -1,9 +1,19 @@
 """Every table, imported here so `Base.metadata` is complete for Alembic."""
 
+from app.models.account_token import AccountToken
 from app.models.base import Base
 from app.models.idempotency import IdempotencyRecord
 from app.models.item import Item
+from app.models.outbox import OutboxJob
 from app.models.session import AuthSession
 from app.models.user import User
 
-__all__ = ["AuthSession", "Base", "IdempotencyRecord", "Item", "User"]
+__all__ = [
+    "AccountToken",
+    "AuthSession",
+    "Base",
+    "IdempotencyRecord",
+    "Item",
+    "OutboxJob",
+    "User",
+]

@@ -15,6 +15,10 @@ class AuthSession(UUIDPrimaryKey, Base):
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     refresh_jti: Mapped[uuid.UUID]
+    # The refresh token id spent by the last rotation, and when: presented again within
+    # REFRESH_REUSE_GRACE_SECONDS (a retried request, a second tab) it is not a replay.
+    previous_refresh_jti: Mapped[uuid.UUID | None]
+    rotated_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]

@@ -14,6 +14,7 @@ class User(Record, Base):
     hashed_password: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(default=True)
     is_superuser: Mapped[bool] = mapped_column(default=False)
+    email_verified: Mapped[bool] = mapped_column(default=False)
 
     @validates("email")
     def _lower_email(self, _key: str, email: str) -> str:

@@ -1,7 +1,7 @@
 """All SQL about login sessions (the revocable families of refresh tokens)."""
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -73,10 +73,37 @@ async def rotate_refresh(
             AuthSession.revoked_at.is_(None),
             AuthSession.expires_at > utc_now(),
         )
-        .values(refresh_jti=new_jti)
+        .values(refresh_jti=new_jti, previous_refresh_jti=old_jti, rotated_at=utc_now())
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def current_jti_if_just_rotated(
+    session: AsyncSession,
+    *,
+    session_id: uuid.UUID,
+    user_id: uuid.UUID,
+    old_jti: uuid.UUID,
+    grace: timedelta,
+) -> uuid.UUID | None:
+    """The session's current refresh token id when `old_jti` was spent within `grace`.
+
+    None for anything else: an older token, a revoked or expired session, a window passed.
+    """
+    now = utc_now()
+    return (
+        await session.execute(
+            select(AuthSession.refresh_jti).where(
+                AuthSession.id == session_id,
+                AuthSession.user_id == user_id,
+                AuthSession.previous_refresh_jti == old_jti,
+                AuthSession.rotated_at >= now - grace,
+                AuthSession.revoked_at.is_(None),
+                AuthSession.expires_at > now,
+            )
+        )
+    ).scalar_one_or_none()
 
 
 async def revoke(session: AsyncSession, *, session_id: uuid.UUID) -> None:

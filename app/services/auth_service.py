@@ -87,7 +87,8 @@ async def login(
 
 
 async def refresh(session: AsyncSession, settings: Settings, *, refresh_token: str) -> IssuedTokens:
-    """Rotate: the presented refresh token is spent; a replayed one ends its whole session."""
+    """Rotate: the presented refresh token is spent; a replayed one ends its whole session,
+    unless it comes back within REFRESH_REUSE_GRACE_SECONDS of its first use."""
     try:
         claims = decode_token(settings, refresh_token, "refresh")
     except InvalidTokenError:
@@ -100,6 +101,19 @@ async def refresh(session: AsyncSession, settings: Settings, *, refresh_token: s
         old_jti=claims.jti,
         new_jti=new_jti,
     )
+    if not rotated and settings.REFRESH_REUSE_GRACE_SECONDS:
+        # The same token again moments after its first use (a retried request, a second tab):
+        # a pair carrying the family's current refresh token, which keeps working for both.
+        current = await session_repository.current_jti_if_just_rotated(
+            session,
+            session_id=claims.session_id,
+            user_id=claims.user_id,
+            old_jti=claims.jti,
+            grace=timedelta(seconds=settings.REFRESH_REUSE_GRACE_SECONDS),
+        )
+        if current is not None:
+            rotated, new_jti = True, current
+            logger.info("refresh_token_reused_within_grace", session_id=str(claims.session_id))
     user = await session_repository.active_user(
         session, user_id=claims.user_id, session_id=claims.session_id
     )

@@ -11,10 +11,12 @@ from app.core.cursors import Position
 from app.core.exceptions import ConflictError, ForbiddenError, NotFoundError
 from app.core.security import hash_password, verify_password
 from app.models import User
-from app.repositories import session_repository, user_repository
+from app.repositories import account_token_repository, session_repository, user_repository
 from app.repositories.pages import PageRows
 
 logger = structlog.get_logger("app.users")
+
+PASSWORD_RESET_PURPOSE = "password_reset"  # noqa: S105 - a token kind, no secret
 
 
 async def _ensure_email_free(
@@ -58,13 +60,21 @@ async def page(
 
 
 async def update(session: AsyncSession, user: User, changes: dict[str, Any]) -> User:
-    """Apply the fields a client sent; a new password or deactivation ends every session."""
+    """Apply the fields a client sent; a new password or deactivation ends every session.
+
+    A new email address is unverified; a new password kills outstanding reset links.
+    """
     values = dict(changes)
     if "email" in values:
         await _ensure_email_free(session, values["email"], except_id=user.id)
+        if values["email"].lower() != user.email:
+            values["email_verified"] = False
     password = values.pop("password", None)
     if password is not None:
         values["hashed_password"] = await hash_password(password)
+        await account_token_repository.invalidate(
+            session, user_id=user.id, purpose=PASSWORD_RESET_PURPOSE
+        )
     if password is not None or values.get("is_active") is False:
         await session_repository.revoke_all_for_user(session, user_id=user.id)
     return await user_repository.update(session, user, **values)

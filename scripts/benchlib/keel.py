@@ -60,6 +60,10 @@ def keel_env(config: KeelConfig, bind: str) -> dict[str, str]:
         # INFO keeps the access log on: its cost is part of every request. It goes to a file.
         LOG_LEVEL="INFO",
         LOG_FORMAT="json",
+        # Production requires them; the benchmark sends no email.
+        SMTP_HOST="127.0.0.1",
+        EMAIL_FROM="Keel <no-reply@example.com>",
+        FRONTEND_URL="https://app.example.com",
     )
     return env
 

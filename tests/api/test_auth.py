@@ -1,12 +1,15 @@
 """Registration, login, refresh rotation and revocation, against a hostile client."""
 
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.config import Settings
 from app.models import AuthSession, User
 from tests.api.conftest import (
     PASSWORD,
@@ -29,10 +32,18 @@ async def test_register_returns_public_user(client: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "email", "full_name", "is_active", "is_superuser", "created_at"}
+    assert set(body) == {
+        "id",
+        "email",
+        "full_name",
+        "is_active",
+        "is_superuser",
+        "email_verified",
+        "created_at",
+    }
     assert body["email"] == "new@example.com"
     assert body["full_name"] == "Né w"
-    assert (body["is_active"], body["is_superuser"]) == (True, False)
+    assert (body["is_active"], body["is_superuser"], body["email_verified"]) == (True, False, False)
     uuid.UUID(body["id"])
     assert "hash" not in response.text
 
@@ -142,8 +153,14 @@ async def test_inactive_user_cannot_log_in(
 
 
 async def test_refresh_rotates_and_replay_revokes_the_family(
-    client: httpx.AsyncClient, alice: Account
+    make_client: Callable[[Settings], Any], make_settings: Callable[..., Settings]
 ) -> None:
+    # Without the grace window every replay is one (tests/api/test_refresh_grace.py: with it).
+    async with make_client(make_settings(REFRESH_REUSE_GRACE_SECONDS=0)) as client:
+        await _rotate_then_replay(client, await make_account(client, "alice@example.com"))
+
+
+async def _rotate_then_replay(client: httpx.AsyncClient, alice: Account) -> None:
     first = await client.post(REFRESH, json={"refresh_token": alice.refresh_token})
     assert first.status_code == 200
     pair = first.json()

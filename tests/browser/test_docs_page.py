@@ -158,13 +158,8 @@ def test_swagger_ui_authorizes_and_lists_items(
     items_response = items_info.value
     assert items_response.status == 200
     assert items_response.request.headers["authorization"] == f"Bearer {access_token}"
-    assert items_response.json() == {
-        "items": [],
-        "total": 0,
-        "limit": 20,
-        "offset": 0,
-        "next_cursor": None,
-    }
+    expected = {"items": [], "total": 0, "limit": 20, "offset": 0, "next_cursor": None}
+    assert items_response.json() == expected
     live_status = list_items.locator(".live-responses-table .response .response-col_status")
     live_status.first.wait_for()
     assert live_status.first.inner_text().strip() == "200"

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from starlette.types import Message
 
 from app.config import Settings
-from app.core.exchange import Deadlines, Exchange
+from app.core.middleware import EdgeMiddleware
 from tests.conftest import _ClientContext
 
 LIMIT = 1024
@@ -194,26 +194,25 @@ async def test_an_apps_own_timeout_error_is_a_500_not_a_deadline(
     assert response.json()["error"] == "internal_error"
 
 
-def test_deadlines_follow_the_running_loop_across_loops_and_threads() -> None:
-    """The deadlines remember the loop last seen per thread: successive loops in one thread
-    (as in tests) and loops in concurrent threads each get their own, and every one fires."""
-    deadlines = Deadlines(0.05)
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        pass
+def test_deadlines_fire_in_successive_loops_and_concurrent_threads(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """One edge serves successive event loops in one thread (as in tests) and loops in
+    concurrent threads: every request there gets its deadline."""
+    edge = EdgeMiddleware(slow_app, settings=make_settings(REQUEST_TIMEOUT_SECONDS=0.05))
 
     async def request() -> bool:
-        exchange = Exchange(receive, send, [], "r", max_body_bytes=1, deadlines=deadlines)
-        try:
-            await asyncio.sleep(5)
-        except asyncio.CancelledError:
-            return exchange.deadline_caused()
-        finally:
-            exchange.close()
-        return False
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "client": None}
+        await edge(scope, receive, send)
+        return sent[0]["status"] == 503
 
     assert asyncio.run(request())
     assert asyncio.run(request())  # a new loop in the same thread
@@ -226,3 +225,7 @@ def test_deadlines_follow_the_running_loop_across_loops_and_threads() -> None:
     for thread in threads:
         thread.join(timeout=10)
     assert results == [True, True, True]
+
+
+async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+    await asyncio.sleep(5)

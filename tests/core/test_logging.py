@@ -116,7 +116,7 @@ async def test_access_lines_of_concurrent_requests_are_whole_and_written_without
     make_client: Callable[[Settings], _ClientContext],
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    """Lines of requests ending together are written in one batch: every one whole, none held."""
+    """Lines of requests ending together: every one whole, and none held back."""
     context = make_client(make_settings(LOG_FORMAT="json"))
     async with context as client:
         capfd.readouterr()
@@ -125,7 +125,7 @@ async def test_access_lines_of_concurrent_requests_are_whole_and_written_without
             *(client.get("/health/live", headers={"X-Request-ID": rid}) for rid in ids)
         )
         assert all(response.status_code == 200 for response in responses)
-        await asyncio.sleep(0)  # one turn of the event loop: the batch is written
+        await asyncio.sleep(0)  # one turn of the event loop
         output = capfd.readouterr().err
         access = [line for line in json_lines(output) if line.get("event") == "request"]
         assert sorted(line["request_id"] for line in access) == sorted(ids)

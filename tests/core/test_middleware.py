@@ -8,12 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from fastapi import FastAPI
 
 from app.config import Settings
-from app.core.context import request_id_var
 from app.core.exceptions import UnauthorizedError
-from app.core.middleware import API_CSP, DOCS_CSP, REDOC_CSP, EdgeMiddleware, new_request_id
+from app.core.headers import API_CSP, DOCS_CSP, REDOC_CSP
+from app.core.middleware import EdgeMiddleware, new_request_id
 from app.main import create_app
 from tests.conftest import _ClientContext
 
@@ -175,7 +176,7 @@ async def test_request_id_with_line_breaks_or_empty_is_replaced(
     seen: list[str | None] = []
 
     async def inner(scope: Any, receive: Any, send: Any) -> None:
-        seen.append(request_id_var.get())
+        seen.append(structlog.contextvars.get_contextvars().get("request_id"))
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 

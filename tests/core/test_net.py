@@ -1,20 +1,42 @@
 """Client IP from the socket, or from X-Forwarded-For only behind a trusted proxy."""
 
-from ipaddress import ip_network
+import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from app.core.net import client_ip
+from app.config import Settings
+from app.core.middleware import EdgeMiddleware, client_ip
 from app.core.rate_limit_middleware import ip_key
 
-PROXIES = [ip_network("10.0.0.0/8"), ip_network("fd00::/8")]
+PROXIES = "10.0.0.0/8,fd00::/8"
 
 
-def scope(peer: str | None, *forwarded: str) -> dict[str, object]:
-    return {
+def seen_client_ip(settings: Settings, peer: str | None, *forwarded: str) -> str:
+    """The client address the app behind Keel's edge attributes a request to."""
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(client_ip(scope))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
         "client": (peer, 1234) if peer else None,
         "headers": [(b"x-forwarded-for", value.encode()) for value in forwarded],
     }
+    asyncio.run(EdgeMiddleware(app, settings=settings)(scope, receive, send))
+    return seen[0]
 
 
 @pytest.mark.parametrize(
@@ -31,12 +53,17 @@ def scope(peer: str | None, *forwarded: str) -> dict[str, object]:
         (None, [], "unknown"),
     ],
 )
-def test_client_ip(peer: str | None, forwarded: list[str], expected: str) -> None:
-    assert client_ip(scope(peer, *forwarded), PROXIES) == expected
+def test_client_ip(
+    make_settings: Callable[..., Settings], peer: str | None, forwarded: list[str], expected: str
+) -> None:
+    settings = make_settings(TRUSTED_PROXIES=PROXIES)
+    assert seen_client_ip(settings, peer, *forwarded) == expected
 
 
-def test_forwarded_header_ignored_without_trusted_proxies() -> None:
-    assert client_ip(scope("10.0.0.2", "1.2.3.4"), []) == "10.0.0.2"
+def test_forwarded_header_ignored_without_trusted_proxies(
+    make_settings: Callable[..., Settings],
+) -> None:
+    assert seen_client_ip(make_settings(), "10.0.0.2", "1.2.3.4") == "10.0.0.2"
 
 
 @pytest.mark.parametrize(

@@ -233,3 +233,51 @@ async def test_redis_outage_falls_back_to_local_limits_and_recovers(
         if line.get("event") == "rate_limit_redis_recovered"
     ]
     assert len(recovered) == 1
+
+
+async def test_password_reset_is_limited_per_account_alike_for_unknown_addresses(
+    limited: Callable[..., _ClientContext],
+) -> None:
+    """By IP and by the named address; a refusal tells nothing about the account's existence."""
+    async with limited(AUTH_RATE_LIMIT_REQUESTS=2, TRUSTED_PROXIES="203.0.113.7/32") as client:
+        await client.post(REGISTER, json={"email": "ann@example.com", "password": "x" * 12})
+
+        async def reset(ip: str, email: str) -> httpx.Response:
+            return await client.post(
+                "/api/v1/auth/password-reset",
+                json={"email": email},
+                headers={"X-Forwarded-For": ip},
+            )
+
+        answers = {}
+        for email in ("ann@example.com", "nobody@example.com"):
+            tries = [await reset(f"198.51.100.{i}", email.upper()) for i in range(3)]
+            assert statuses(tries) == [202, 202, 429]
+            answers[email] = tries[-1]
+        by_ip = [await reset("192.0.2.1", f"user{i}@example.com") for i in range(3)]
+    assert statuses(by_ip) == [202, 202, 429]
+    known, unknown = answers["ann@example.com"], answers["nobody@example.com"]
+    assert known.headers.keys() == unknown.headers.keys()
+    assert known.headers["ratelimit-policy"] == unknown.headers["ratelimit-policy"]
+    body = known.json()
+    body.pop("request_id")
+    other = unknown.json()
+    other.pop("request_id")
+    assert body == other
+
+
+async def test_verification_resend_is_limited_per_account(
+    limited: Callable[..., _ClientContext],
+) -> None:
+    async with limited(AUTH_RATE_LIMIT_REQUESTS=2, TRUSTED_PROXIES="203.0.113.7/32") as client:
+        await client.post(REGISTER, json={"email": "ann@example.com", "password": "x" * 12})
+        login = await client.post(TOKEN, data={"username": "ann@example.com", "password": "x" * 12})
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        tries = [
+            await client.post(
+                "/api/v1/auth/verify-email/resend",
+                headers={**headers, "X-Forwarded-For": f"198.51.100.{i}"},
+            )
+            for i in range(3)
+        ]
+    assert statuses(tries) == [202, 202, 429]

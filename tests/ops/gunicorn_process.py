@@ -20,6 +20,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PORTS = range(18200, 18300)  # this project's share of the machine's test ports
 START_LIMIT_SECONDS = 60
 SECRET_KEY = "ops-test-secret-key-0123456789-abcdefghijklmnop"
+# Production refuses to start without them; nothing listens on this SMTP port unless a test
+# (the jobs drills) overrides them with its own server's.
+PRODUCTION_EMAIL = {
+    "SMTP_HOST": "127.0.0.1",
+    "SMTP_PORT": "1",
+    "SMTP_SECURITY": "none",
+    "EMAIL_FROM": "Keel <no-reply@example.com>",
+    "FRONTEND_URL": "https://app.example.com",
+}
 
 
 def dockerfile_instruction(name: str) -> list[str]:
@@ -63,6 +72,7 @@ def server_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
         "WORKERS": "2",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+        **PRODUCTION_EMAIL,
     }
     return env | extra
 

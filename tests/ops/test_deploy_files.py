@@ -5,7 +5,7 @@ import re
 import runpy
 import tomllib
 from typing import Any
-from unittest.mock import patch
+from unittest import mock
 
 import httpx
 import pytest
@@ -23,7 +23,14 @@ def manifests() -> dict[str, dict[str, Any]]:
     documents = [
         doc for path in sorted(K8S.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())
     ]
-    return {doc["kind"]: doc for doc in documents if doc and "kind" in doc}
+    # By kind; the job worker's Deployment beside the API's as "WorkerDeployment".
+    return {
+        "WorkerDeployment"
+        if doc.get("metadata", {}).get("name") == "keel-worker"
+        else doc["kind"]: doc
+        for doc in documents
+        if doc and "kind" in doc
+    }
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +78,9 @@ async def test_probes_point_at_real_routes(
 
 
 def gunicorn_setting(name: str) -> Any:
-    """A setting as Gunicorn reads it: gunicorn.conf.py executed as a module.
-
-    The file exports a generated SECRET_KEY to the environment (for its workers): restored
-    afterwards, or later tests would see that key as if an operator had set one.
-    """
-    with patch.dict(os.environ):
+    """A setting as Gunicorn reads it: gunicorn.conf.py executed as a module (in a copy of the
+    environment: the file exports a generated SECRET_KEY, which later tests must not see)."""
+    with mock.patch.dict(os.environ):
         return runpy.run_path(str(REPO_ROOT / "gunicorn.conf.py"))[name]
 
 
@@ -89,7 +93,7 @@ def test_pod_outlives_prestop_sleep_plus_graceful_timeout(kinds: dict[str, dict[
     assert pod["terminationGracePeriodSeconds"] > sleep + gunicorn_setting("graceful_timeout")
 
 
-@pytest.mark.parametrize("kind", ["Deployment", "Job"])
+@pytest.mark.parametrize("kind", ["Deployment", "WorkerDeployment", "Job"])
 def test_pods_run_locked_down(kinds: dict[str, dict[str, Any]], kind: str) -> None:
     pod = kinds[kind]["spec"]["template"]["spec"]
     app = container(kinds, kind)
@@ -113,6 +117,26 @@ def test_config_and_secret_hold_valid_settings(kinds: dict[str, dict[str, Any]])
     assert settings.is_production
 
 
+def test_worker_deployment_runs_the_worker_with_its_liveness_probe(
+    kinds: dict[str, dict[str, Any]],
+) -> None:
+    worker = container(kinds, "WorkerDeployment")
+    pod = kinds["WorkerDeployment"]["spec"]["template"]["spec"]
+    assert worker["command"] == ["python", "-m", "app", "worker"]
+    assert worker["image"] == container(kinds, "Deployment")["image"]
+    port = worker["ports"][0]
+    values = kinds["ConfigMap"]["data"] | kinds["Secret"]["stringData"] | {"SECRET_KEY": "x" * 48}
+    settings = load_settings(_env_file=None, **values)
+    assert port["containerPort"] == settings.WORKER_HEALTH_PORT
+    for probe in ("startupProbe", "livenessProbe"):
+        assert worker[probe]["httpGet"] == {"path": "/health/live", "port": port["name"]}
+    # SIGTERM lets running jobs finish: the pod outlives the job lease.
+    assert pod["terminationGracePeriodSeconds"] > settings.job_lease_seconds
+    labels = kinds["WorkerDeployment"]["spec"]["template"]["metadata"]["labels"]
+    assert kinds["WorkerDeployment"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert "worker-deployment.yaml" in kinds["Kustomization"]["resources"]
+
+
 def test_selectors_match_the_pods(kinds: dict[str, dict[str, Any]]) -> None:
     labels = kinds["Deployment"]["spec"]["template"]["metadata"]["labels"]
     for kind in ("Service", "PodDisruptionBudget"):
@@ -134,18 +158,27 @@ def test_migration_job_runs_the_cli_migrate(kinds: dict[str, dict[str, Any]]) ->
 
 def test_kustomization_lists_files_that_exist(kinds: dict[str, dict[str, Any]]) -> None:
     for name in kinds["Kustomization"]["resources"]:
-        assert (K8S / name).is_file()
+        assert (K8S / name).exists()  # a file, or a directory with its own kustomization
 
 
 def test_compose_file() -> None:
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"app", "postgres", "redis", "migrate"} <= set(services)
+    assert {"app", "postgres", "redis", "migrate", "worker", "mailpit"} <= set(services)
     for name in ("postgres", "redis"):  # pinned to a release, never whatever `latest` is today
         image, _, tag = services[name]["image"].partition(":")
         assert image == name
         assert tag
         assert tag != "latest"
+    assert services["worker"]["command"] == ["python", "-m", "app", "worker"]
+    assert "9000/health/live" in " ".join(services["worker"]["healthcheck"]["test"])
+    assert services["worker"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    image, _, tag = services["mailpit"]["image"].partition(":")
+    assert image == "axllent/mailpit"
+    assert tag
+    assert tag != "latest"
     assert services["migrate"]["command"] == ["python", "-m", "app", "migrate"]
     depends = services["app"]["depends_on"]
     assert depends["migrate"]["condition"] == "service_completed_successfully"

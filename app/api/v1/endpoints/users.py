@@ -19,8 +19,8 @@ from app.api.v1.schemas.users import (
     UserUpdate,
     UserUpdateMe,
 )
-from app.dependencies import CurrentUser, ReadSessionDep, SessionDep, SuperUser
-from app.services import user_service
+from app.dependencies import CurrentUser, ReadSessionDep, SessionDep, SettingsDep, SuperUser
+from app.services import account_service, user_service
 
 router = APIRouter(
     prefix="/users",
@@ -39,8 +39,12 @@ async def read_me(user: CurrentUser) -> object:
 
 
 @router.patch("/me", response_model=UserPublic, responses=CONFLICT)
-async def update_me(body: UserUpdateMe, user: CurrentUser, session: SessionDep) -> object:
-    return await user_service.update(session, user, body.model_dump(exclude_unset=True))
+async def update_me(
+    body: UserUpdateMe, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> object:
+    """A new email address is unverified until the link sent to it is opened."""
+    changes = body.model_dump(exclude_unset=True)
+    return await account_service.update_profile(session, settings, user, changes)
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
@@ -95,10 +99,11 @@ async def read_user(user_id: uuid.UUID, _: SuperUser, session: ReadSessionDep) -
     "/{user_id}", response_model=UserPublic, responses={**ADMIN_ONLY, **NOT_FOUND, **CONFLICT}
 )
 async def update_user(
-    user_id: uuid.UUID, body: UserUpdate, _: SuperUser, session: SessionDep
+    user_id: uuid.UUID, body: UserUpdate, _: SuperUser, session: SessionDep, settings: SettingsDep
 ) -> object:
     user = await user_service.get(session, user_id)
-    return await user_service.update(session, user, body.model_dump(exclude_unset=True))
+    changes = body.model_dump(exclude_unset=True)
+    return await account_service.update_profile(session, settings, user, changes)
 
 
 @router.delete(

@@ -4,6 +4,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from app.api.v1.schemas.common import SafeStr, StrictModel
+from app.api.v1.schemas.users import Email, Password
 
 
 class TokenPair(BaseModel):
@@ -27,3 +28,26 @@ class LoginForm(StrictModel):
     scope: Annotated[SafeStr, Field(max_length=1024)] = ""
     client_id: Annotated[SafeStr, Field(max_length=255)] | SkipJsonSchema[None] = None
     client_secret: Annotated[SafeStr, Field(max_length=255)] | SkipJsonSchema[None] = None
+
+
+# Emailed tokens are 43 URL-safe characters; the bounds only keep junk out.
+EmailedToken = Annotated[SafeStr, Field(min_length=1, max_length=512)]
+
+
+class EmailVerification(StrictModel):
+    token: EmailedToken
+
+
+class PasswordResetRequest(StrictModel):
+    email: Email
+
+
+class PasswordResetConfirm(StrictModel):
+    token: EmailedToken
+    new_password: Password
+
+
+class Accepted(BaseModel):
+    """A 202: the request is recorded; what it asked for happens in the background."""
+
+    detail: str = Field(examples=["If the account exists, an email is on its way"])

@@ -1,4 +1,4 @@
-"""Shapes shared by every resource: the error envelope and the page of a collection."""
+"""Shapes shared by every resource: the page of a collection, the error responses' OpenAPI."""
 
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
@@ -13,23 +13,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from app.core.exceptions import ErrorResponse  # the envelope lives with the errors it renders
+
 MAX_LIMIT = 100
 MAX_OFFSET = 100_000
-
-
-class FieldError(BaseModel):
-    field: str = Field(examples=["body.title"])
-    message: str = Field(examples=["String should have at most 255 characters"])
-    type: str = Field(examples=["string_too_long"])
-
-
-class ErrorResponse(BaseModel):
-    """The one envelope of every non-2xx answer."""
-
-    error: str = Field(examples=["not_found"])
-    message: str = Field(examples=["Resource not found"])
-    details: list[FieldError] | dict[str, Any] | None = None
-    request_id: str | None = Field(examples=["7f9c2b7e-5d0a-4a43-9d52-8f0a7c1e2b3d"])
 
 
 T = TypeVar("T")

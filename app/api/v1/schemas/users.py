@@ -73,4 +73,5 @@ class UserPublic(BaseModel):
     full_name: str | None
     is_active: bool
     is_superuser: bool
+    email_verified: bool
     created_at: datetime

@@ -1,0 +1,1 @@
+"""Emails: the messages Keel sends and the sender that delivers them (SMTP, or the log)."""

@@ -1,0 +1,34 @@
+"""Job names and the functions that run them; a forker's new job is one entry here."""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.emails.sender import EmailSender
+from app.services import account_service
+
+Handler = Callable[[AsyncSession, Settings, EmailSender, dict[str, Any]], Awaitable[None]]
+
+
+async def _send_verification(
+    session: AsyncSession, settings: Settings, sender: EmailSender, payload: dict[str, Any]
+) -> None:
+    await account_service.send_verification_email(
+        session, settings, sender, user_id=payload["user_id"], email=payload["email"]
+    )
+
+
+async def _send_password_reset(
+    session: AsyncSession, settings: Settings, sender: EmailSender, payload: dict[str, Any]
+) -> None:
+    await account_service.send_password_reset_email(
+        session, settings, sender, email=payload["email"]
+    )
+
+
+HANDLERS: dict[str, Handler] = {
+    account_service.SEND_VERIFICATION: _send_verification,
+    account_service.SEND_PASSWORD_RESET: _send_password_reset,
+}
