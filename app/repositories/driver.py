@@ -22,6 +22,8 @@ from sqlalchemy import Dialect, Select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.database import report_statement_error
+
 
 class DriverQuery:
     """A SELECT that PostgreSQL runs through asyncpg directly."""
@@ -51,6 +53,7 @@ class DriverQuery:
         try:
             rows = await driver.fetch(sql, *args)
         except PostgresError as error:  # the server refused it: its SQLSTATE decides 503 or 500
+            report_statement_error(connection, error)  # as SQLAlchemy's handle_error hook does
             raise DBAPIError(sql, args, error) from error
         except (InterfaceError, InternalClientError, OSError, TimeoutError) as error:
             if isinstance(error, InterfaceError) and not driver.is_closed():
