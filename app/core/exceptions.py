@@ -193,9 +193,11 @@ async def integrity_error_handler(request: Request, exc: Exception) -> JSONRespo
     return error_response(409, "The request conflicts with the current state of the resource")
 
 
-# SQLSTATE classes that mean "try again later": connection exception, insufficient resources,
-# operator intervention (statement timeout, shutdown), transaction rollback (deadlock).
-OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40"})
+# SQLSTATE classes that mean the service cannot reach its data for now: connection exception,
+# insufficient resources, operator intervention (statement timeout, shutdown), transaction
+# rollback (deadlock), and a connection refused for its credentials (28) or database (3D), which
+# no client can fix (the reason is logged by app.core.database).
+OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40", "28", "3D"})
 
 
 def is_database_outage(exc: Exception) -> bool:

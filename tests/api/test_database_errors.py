@@ -1,14 +1,16 @@
 """Only a database outage is a 503: a statement the database refuses is a bug, answered 500."""
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, make_url, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.config import Settings
 from app.dependencies import ReadSessionDep, SessionDep
 from app.models import Item
 
@@ -122,3 +124,22 @@ async def test_a_write_through_a_read_session_fails_loudly(
     assert (await client.get("/_test/read")).json() == {"items": 0}
     async with cleanup_engine.connect() as connection:
         assert await connection.scalar(select(func.count()).select_from(Item)) == 0
+
+
+@pytest.mark.parametrize(
+    "target", ["no_such_role@127.0.0.1:5432/{db}", "postgres@127.0.0.1:5432/no_such_database"]
+)
+async def test_a_refused_connection_is_an_outage_not_a_bug(
+    make_settings: Callable[..., Settings], make_client: Any, database_url: str, target: str
+) -> None:
+    """Unknown role (SQLSTATE 28000) or database (3D000): nothing a client can fix, so 503."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("connection refusals are PostgreSQL's")
+    url = make_url(database_url)
+    refused = f"postgresql+asyncpg://{target.format(db=url.database)}"
+    async with make_client(make_settings(DATABASE_URL=refused)) as client:
+        response = await client.post(
+            "/api/v1/auth/register", json={"email": "a@example.com", "password": "pass-1234"}
+        )
+    assert response.status_code == 503
+    assert response.json()["error"] == "service_unavailable"

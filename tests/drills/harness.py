@@ -227,18 +227,20 @@ async def postgres_drill(
 
 
 async def sigterm_drill(server: Gunicorn, *, warmup: float = 3.0) -> DrillResult:
-    """SIGTERM to the master under load (new requests stop, as a load balancer would once
-    readiness fails): every request in flight completes, then the master exits 0."""
+    """SIGTERM to the master under load: every request in flight completes, then the master
+    exits 0. As in Kubernetes (readiness fails, the preStop sleep lets the load balancer stop
+    sending), the steady load stops first and its last answers arrive; the signal then comes
+    while a burst of slow logins is being hashed. (A request still on the wire when the server
+    closes an idle keep-alive connection is lost in any HTTP/1.1 server: that is what preStop
+    prevents.)"""
     result = DrillResult("4 sigterm")
     async with Session(server, ("/health/live",)) as session:
         await asyncio.sleep(warmup)
         burst = await session.load.slow_logins(4)
-        await asyncio.sleep(0.05)  # sent, and being hashed
+        await session.load.finish()
         signalled = session.now()
-        session.load.stop.set()
         server.process.send_signal(signal.SIGTERM)
         await asyncio.gather(*burst)
-        await session.load.finish()
         exit_code = await asyncio.to_thread(server.process.wait, GRACEFUL_TIMEOUT_SECONDS + 15)
         exited = session.now() - signalled
     api = session.api()
