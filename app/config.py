@@ -125,7 +125,9 @@ class Settings(BaseSettings):
 
     DATABASE_URL: str | None = None
     DATABASE_POOL_SIZE: int = Field(default=10, ge=1, le=1000)
-    DATABASE_MAX_OVERFLOW: int = Field(default=5, ge=0, le=1000)
+    # No overflow by default: under steady load overflow connections are opened and closed
+    # again and again (README "Sizing the database pool").
+    DATABASE_MAX_OVERFLOW: int = Field(default=0, ge=0, le=1000)
     DATABASE_POOL_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0, le=300)
     DATABASE_STATEMENT_TIMEOUT_MS: int = Field(default=5_000, ge=1, le=3_600_000)
     REDIS_URL: str | None = None

@@ -58,27 +58,44 @@ ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="functi
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-async def get_current_user(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> User:
-    """The caller, from a bearer access token of a live session; 401 otherwise.
-
-    The lookup reads through a session of its own, closed before the endpoint runs, so a request
-    never holds two pooled connections at once (that could deadlock a full pool).
-    """
+async def _authenticate(request: Request, token: str | None, session: AsyncSession) -> User:
+    """The caller, from a bearer access token of a live session; 401 otherwise."""
     if not token:
         raise UnauthorizedError("Not authenticated")
     settings: Settings = request.app.state.settings
     verified = request_access_claims(request.scope, settings)  # the rate limiter's, if it ran
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
-    async with sessionmaker() as session:
-        auth = await auth_service.authenticate(session, settings, token, verified=verified)
+    auth = await auth_service.authenticate(session, settings, token, verified=verified)
     structlog.contextvars.bind_contextvars(user_id=str(auth.user.id))  # for the access line
     request.state.session_id = auth.session_id
     return auth.user
 
 
+async def get_current_user(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User:
+    """The caller, looked up through a session of its own, closed before the endpoint runs.
+
+    So an endpoint that writes (SessionDep) never holds two pooled connections at once: that
+    could deadlock a full pool.
+    """
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    async with sessionmaker() as session:
+        return await _authenticate(request, token, session)
+
+
+async def get_reading_user(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)], session: ReadSessionDep
+) -> User:
+    """The caller, looked up through the request's own read session (ReadSessionDep).
+
+    For endpoints that only read: the lookup and the endpoint's reads share one connection,
+    checked out once. An endpoint that writes uses CurrentUser (tests/api/test_connections.py).
+    """
+    return await _authenticate(request, token, session)
+
+
 CurrentUser = Annotated[User, Depends(get_current_user)]
+ReadingUser = Annotated[User, Depends(get_reading_user)]
 
 
 async def get_session_id(request: Request, _: CurrentUser) -> uuid.UUID:

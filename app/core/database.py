@@ -4,18 +4,20 @@ import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import structlog
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Dialect, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.orm import ORMExecuteState, Session
-from sqlalchemy.pool import ConnectionPoolEntry, NullPool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, Pool
 
 from app.config import Settings
 
@@ -55,6 +57,7 @@ def create_engine(settings: Settings, *, direct: bool = False) -> AsyncEngine:
         connect_args=connect_args(settings, pooled=pooled),
     )
     reporter = _ErrorReporter()
+    _REPORTERS[engine.sync_engine.pool] = reporter
     event.listen(engine.sync_engine, "do_connect", reporter.do_connect)
     event.listen(engine.sync_engine, "handle_error", reporter.handle_error)
     event.listen(engine.sync_engine, "handle_error", _timeout_as_operational_error)
@@ -150,15 +153,30 @@ class _ErrorReporter:
             raise
 
     def handle_error(self, context: ExceptionContext) -> None:
-        sqlstate = getattr(context.original_exception, "sqlstate", None)
+        self.statement_failed(context.original_exception)
+
+    def statement_failed(self, error: BaseException) -> None:
+        sqlstate = getattr(error, "sqlstate", None)
         if sqlstate in PREPARED_STATEMENT_SQLSTATES and not self._prepared_statement_reported:
             self._prepared_statement_reported = True
             logger.error(
                 "database_prepared_statement_lost",
                 sqlstate=sqlstate,
-                reason=str(context.original_exception),
+                reason=str(error),
                 hint="DATABASE_URL is a transaction pooler? Set DATABASE_POOLER=transaction",
             )
+
+
+# By pool: an engine's execution_options() copies (the read sessions') share it.
+_REPORTERS: WeakKeyDictionary[Pool, _ErrorReporter] = WeakKeyDictionary()
+
+
+def report_statement_error(connection: AsyncConnection, error: BaseException) -> None:
+    """What `handle_error` says about a failed statement, for one run on the driver itself
+    (app/repositories/driver.py), which SQLAlchemy's events never see."""
+    reporter = _REPORTERS.get(connection.sync_engine.pool)
+    if reporter is not None:
+        reporter.statement_failed(error)
 
 
 # asyncpg raises its `command_timeout` as a bare TimeoutError; SQLAlchemy wraps only DBAPI

@@ -1,9 +1,15 @@
-"""Rate limits with `limits` (sliding window counter): Redis when configured, memory otherwise.
+"""Rate limits: fixed windows counted in `limits`' storage, Redis when configured, memory otherwise.
 
-With `REDIS_URL` every worker and replica shares one counter per key (atomic Lua in Redis). When
-Redis fails, each process falls back to its own in-memory counters with the same quotas (so the
-auth endpoints keep their strict cap), logs it at most once per interval, never answers 500, and
-tries Redis again after a short pause.
+Each hit is one atomic increment (`Storage.incr`: one Lua script on Redis) of the counter of the
+current window; the count it returns is all the answer needs (remaining = limit - count, reset =
+the window's end), so a request costs one Redis round trip. `limits`' own strategies need two
+(`hit`, then `get_window_stats`), and the two are not atomic together. Windows are aligned on the
+clock (`time // window`), so every worker and replica counts into the same key.
+
+With `REDIS_URL` every worker and replica shares one counter per key. When Redis fails, each
+process falls back to its own in-memory counters with the same quotas (so the auth endpoints keep
+their strict cap), logs it at most once per interval, never answers 500, and tries Redis again
+after a short pause.
 """
 
 import asyncio
@@ -14,8 +20,7 @@ from typing import Final
 
 import structlog
 from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage, RedisStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -85,10 +90,9 @@ class RateLimiter:
             "auth", settings.AUTH_RATE_LIMIT_REQUESTS, settings.AUTH_RATE_LIMIT_WINDOW_SECONDS
         )
         self._redis_url = settings.REDIS_URL
-        self._memory_storage = MemoryStorage()
-        self._memory = SlidingWindowCounterRateLimiter(self._memory_storage)
+        self._memory = MemoryStorage()
         self._redis: Redis | None = None
-        self._shared: SlidingWindowCounterRateLimiter | None = None
+        self._shared: RedisStorage | None = None
         self._redis_down_until = 0.0
         self._outage_logged_at = -math.inf
 
@@ -109,14 +113,13 @@ class RateLimiter:
             retry=Retry(NoBackoff(), 0),  # fail fast: the fallback is the retry
         )
         self._redis = Redis(connection_pool=pool)
-        storage = RedisStorage(
+        self._shared = RedisStorage(
             f"async+{self._redis_url}",
             wrap_exceptions=True,
             implementation="redispy",
             key_prefix=KEY_PREFIX,
             connection_pool=pool,  # type: ignore[arg-type]  # typed narrower than accepted
         )
-        self._shared = SlidingWindowCounterRateLimiter(storage)
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -124,7 +127,7 @@ class RateLimiter:
             await self._redis.connection_pool.aclose()
             self._redis = None
             self._shared = None
-        timer = self._memory_storage.timer
+        timer = self._memory.timer
         if timer is not None and not timer.done():
             timer.cancel()
 
@@ -151,13 +154,14 @@ class RateLimiter:
         return await self._hit(self._memory, policy, key)
 
     @staticmethod
-    async def _hit(
-        limiter: SlidingWindowCounterRateLimiter, policy: Policy, key: tuple[str, ...]
-    ) -> Decision:
-        allowed = await limiter.hit(policy.item, *key)
-        stats = await limiter.get_window_stats(policy.item, *key)
-        reset = max(1, math.ceil(stats.reset_time - time.time()))
-        return Decision(policy, allowed, max(0, stats.remaining), reset)
+    async def _hit(storage: Storage, policy: Policy, key: tuple[str, ...]) -> Decision:
+        """One atomic increment of this window's counter; refused hits count too."""
+        window = policy.window_seconds
+        now = time.time()
+        number = int(now // window)
+        count = await storage.incr(policy.item.key_for(*key, number), window)
+        reset = max(1, math.ceil((number + 1) * window - now))
+        return Decision(policy, count <= policy.limit, max(0, policy.limit - count), reset)
 
     def _redis_failed(self, exc: Exception) -> None:
         now = time.monotonic()

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.cursors import Position
 from app.models.base import Record
+from app.repositories.driver import DriverQuery
 
 
 class PageRows(NamedTuple):
@@ -24,8 +25,8 @@ class PageRows(NamedTuple):
 
 
 class PageStatements(NamedTuple):
-    by_offset: sa.Select[Any]
-    by_keyset: sa.Select[Any]
+    by_offset: DriverQuery  # pages are the hottest reads: asyncpg directly on PostgreSQL
+    by_keyset: DriverQuery
     count_all: sa.Select[Any]
 
 
@@ -49,8 +50,8 @@ def statements(model: type[Record], *columns: Any, scope: ColumnElement[bool]) -
     limit = sa.bindparam("limit", type_=sa.Integer)
     offset = sa.bindparam("offset", type_=sa.Integer)
     return PageStatements(
-        page.order_by(*order).limit(limit).offset(offset),
-        by_keyset.order_by(*order).limit(limit),
+        DriverQuery(page.order_by(*order).limit(limit).offset(offset)),
+        DriverQuery(by_keyset.order_by(*order).limit(limit)),
         total,
     )
 
@@ -71,7 +72,7 @@ async def fetch(
     else:
         query = statements.by_keyset
         values.update(after_created_at=after.created_at, after_id=after.id)
-    rows = (await session.execute(query, values)).all()
+    rows = await query.fetch(session, values)
     if rows:
         return PageRows(rows[:limit], rows[0].total, len(rows) > limit)
     total = await session.scalar(statements.count_all, scope)

@@ -5,9 +5,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from app.models import AuthSession, User
 from app.models.base import utc_now
+from app.repositories.driver import DriverQuery
 
 
 async def add(
@@ -19,10 +21,9 @@ async def add(
     return row
 
 
-# Built once: every authenticated request runs it, and assembling the expression costs more
-# CPU than executing its cached compiled form.
-_ACTIVE_USER = (
-    select(User)
+# Every authenticated request runs it: built once, and run through asyncpg on PostgreSQL.
+_ACTIVE_USER = DriverQuery(
+    select(*User.__table__.columns)
     .join(AuthSession, AuthSession.user_id == User.id)
     .where(
         AuthSession.id == bindparam("session_id"),
@@ -37,9 +38,18 @@ _ACTIVE_USER = (
 async def active_user(
     session: AsyncSession, *, user_id: uuid.UUID, session_id: uuid.UUID
 ) -> User | None:
-    """The active user that owns a live (not revoked, not expired) session: one query."""
+    """The active user that owns a live (not revoked, not expired) session: one query.
+
+    The user comes back detached, as if loaded by a session since closed: its columns are all
+    loaded, and a session that changes it takes it in with `session.add`.
+    """
     params = {"session_id": session_id, "user_id": user_id, "now": utc_now()}
-    return (await session.execute(_ACTIVE_USER, params)).scalar_one_or_none()
+    rows = await _ACTIVE_USER.fetch(session, params)
+    if not rows:
+        return None
+    user = User(**rows[0]._asdict())
+    make_transient_to_detached(user)  # a stored row, not a new one: add() must never INSERT it
+    return user
 
 
 async def rotate_refresh(

@@ -24,7 +24,7 @@ from app.api.v1.schemas.common import (
     error_responses,
 )
 from app.api.v1.schemas.items import ItemCreate, ItemPublic, ItemUpdate
-from app.dependencies import CurrentUser, ReadSessionDep, SessionDep
+from app.dependencies import CurrentUser, ReadingUser, ReadSessionDep, SessionDep
 from app.models import Item
 from app.services import item_service
 
@@ -38,7 +38,7 @@ NOT_FOUND = error_responses({404: "Item not found"})
 
 @router.get("", response_model=Page[ItemPublic])
 async def list_items(
-    user: CurrentUser,
+    user: ReadingUser,
     session: ReadSessionDep,
     request: Request,
     *,
@@ -89,7 +89,7 @@ async def create_item(
 @router.get("/{item_id}", response_model=ItemPublic, responses={**CONDITIONAL_READ, **NOT_FOUND})
 async def read_item(
     item_id: uuid.UUID,
-    user: CurrentUser,
+    user: ReadingUser,
     session: ReadSessionDep,
     response: Response,
     if_none_match: IfNoneMatch = None,

@@ -1,0 +1,65 @@
+"""The hottest reads on PostgreSQL through asyncpg itself, on the session's own connection.
+
+Why: for the authenticated list's two reads (the caller's live session, the page), SQLAlchemy's
+per-statement work (session execute, execution context, result processing) costs more CPU than
+asyncpg's whole query (docs/performance.md). A `DriverQuery` is a Core SELECT compiled once, with
+the connection's own dialect, and run with asyncpg's `fetch` on the connection the session
+already holds: same SQL, same statement-cache and timeout settings (app/core/database.py), no
+second connection. Errors become SQLAlchemy's, as through the session, so the 503 / 500 handling
+is unchanged. Values go to asyncpg as given (no SQLAlchemy type processing): UUIDs, aware
+datetimes and numbers, which asyncpg encodes as the session would.
+
+Only PostgreSQL takes this path: on any other database `fetch` runs the same statement through
+the session. Either way rows are named tuples (`row.id`, `row[0]`) of the selected columns.
+"""
+
+from collections import namedtuple
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from asyncpg import InterfaceError, InternalClientError, PostgresError
+from sqlalchemy import Dialect, Select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.database import report_statement_error
+
+
+class DriverQuery:
+    """A SELECT that PostgreSQL runs through asyncpg directly."""
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        names = statement.selected_columns.keys()
+        self._row = namedtuple("Row", names, rename=True)  # type: ignore[misc]  # unlabeled: _0
+        self._compiled: tuple[str, tuple[str, ...]] | None = None
+
+    def _sql(self, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
+        """The statement's SQL ($1, $2, ...) and its parameter names in that order."""
+        if self._compiled is None:
+            compiled = self.statement.compile(dialect=dialect)
+            self._compiled = str(compiled), tuple(compiled.positiontup or ())
+        return self._compiled
+
+    async def fetch(self, session: AsyncSession, params: Mapping[str, Any]) -> Sequence[Any]:
+        rows: Sequence[Any]
+        connection = await session.connection()
+        if connection.dialect.name != "postgresql":
+            rows = (await session.execute(self.statement, params)).all()
+            return [self._row(*row) for row in rows]
+        sql, names = self._sql(connection.dialect)
+        args = [params[name] for name in names]
+        driver: Any = (await connection.get_raw_connection()).driver_connection
+        try:
+            rows = await driver.fetch(sql, *args)
+        except PostgresError as error:  # the server refused it: its SQLSTATE decides 503 or 500
+            report_statement_error(connection, error)  # as SQLAlchemy's handle_error hook does
+            raise DBAPIError(sql, args, error) from error
+        except (InterfaceError, InternalClientError, OSError, TimeoutError) as error:
+            if isinstance(error, InterfaceError) and not driver.is_closed():
+                raise  # misuse, e.g. a value asyncpg cannot encode: a bug, answered 500
+            # Lost, or in an unknown state (after a timeout, or a server that ended it while idle
+            # in the pool): never hand it to another request.
+            await connection.invalidate(error)
+            raise OperationalError(sql, args, error) from error
+        return [self._row(*row) for row in rows]

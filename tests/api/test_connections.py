@@ -1,0 +1,60 @@
+"""Pooled connections per request: one for an authenticated read, never two at once."""
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from sqlalchemy import event
+
+from app.api.v1 import endpoints
+from app.dependencies import get_reading_user, get_session
+from tests.api.conftest import Account
+
+
+def calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    for dependency in dependant.dependencies:
+        if dependency.call is not None:
+            yield dependency.call
+        yield from calls(dependency)
+
+
+def endpoint_routes() -> Iterator[APIRoute]:
+    """Every route of every module in app/api/v1/endpoints (a forker's new one included)."""
+    for module in pkgutil.iter_modules(endpoints.__path__):
+        router = importlib.import_module(f"{endpoints.__name__}.{module.name}").router
+        yield from (route for route in router.routes if isinstance(route, APIRoute))
+
+
+def test_no_endpoint_that_writes_authenticates_through_the_read_session() -> None:
+    """ReadingUser holds the read session's connection: beside SessionDep that would be two."""
+    routes = list(endpoint_routes())
+    readers = [route for route in routes if get_reading_user in set(calls(route.dependant))]
+    assert {route.name for route in readers} >= {"list_items", "read_item"}
+    for route in readers:
+        assert get_session not in set(calls(route.dependant)), route.path
+
+
+@pytest.mark.parametrize("path", ["/api/v1/items?limit=5", "/api/v1/users/me"])
+async def test_an_authenticated_read_checks_out_one_connection(
+    app: FastAPI, client: httpx.AsyncClient, alice: Account, path: str
+) -> None:
+    checkouts: list[object] = []
+    pool = app.state.engine.sync_engine.pool
+
+    def count(*_: object) -> None:
+        checkouts.append(object())
+
+    await client.get(path, headers=alice.headers)  # warm: the first request may connect
+    event.listen(pool, "checkout", count)
+    try:
+        response = await client.get(path, headers=alice.headers)
+    finally:
+        event.remove(pool, "checkout", count)
+    assert response.status_code == 200
+    assert len(checkouts) == 1
