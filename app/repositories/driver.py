@@ -54,10 +54,16 @@ class DriverQuery:
             rows = await driver.fetch(sql, *args)
         except PostgresError as error:  # the server refused it: its SQLSTATE decides 503 or 500
             report_statement_error(connection, error)  # as SQLAlchemy's handle_error hook does
+            if driver.is_closed():  # and ended the connection (a restart): as below
+                await session.execute(self.statement, params)
             raise DBAPIError(sql, args, error) from error
         except (InterfaceError, InternalClientError, OSError, TimeoutError) as error:
             if isinstance(error, InterfaceError) and not driver.is_closed():
                 raise  # misuse, e.g. a value asyncpg cannot encode: a bug, answered 500
+            if driver.is_closed():
+                # Lost with the server: SQLAlchemy sees the closed connection as a disconnect and,
+                # as on any, drops the whole stale pool (its other connections died too).
+                await session.execute(self.statement, params)
             # Lost, or in an unknown state (after a timeout, or a server that ended it while idle
             # in the pool): never hand it to another request.
             await connection.invalidate(error)
