@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from app.api import health
 from app.api import metrics as metrics_api
 from app.api.docs import install_docs
-from app.api.v1.router import api_router
+from app.api.v1 import router as api_v1
 from app.api.v1.schemas.common import error_responses
 from app.config import Settings, get_settings
 from app.core import database, metrics
@@ -118,7 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_exception_handlers(app)
     # Routes are matched in order: the busiest first (probes are few and cheap to test).
     app.include_router(health.router)
-    app.include_router(api_router, prefix=settings.API_V1_PREFIX)
+    for router in api_v1.routers:
+        app.include_router(router, prefix=settings.API_V1_PREFIX)
     app.include_router(metrics_api.router)
     if docs:
         install_docs(app)
