@@ -1,6 +1,6 @@
-"""The edge: the pure-ASGI layers every request passes through, one concern each.
+"""The edge: pure-ASGI layers every request passes through, one concern each (CONTRACT.md 4-5).
 
-`create_app` installs them in the order `edge_layers` lists, with the rate limiter just inside.
+`edge_layers` lists them outermost first; `create_app` puts the rate limiter just inside them.
 """
 
 import asyncio
@@ -10,20 +10,22 @@ from time import perf_counter
 from typing import Final
 
 import structlog
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.config import Settings
-from app.core.cors import EnvelopeCORSMiddleware
 from app.core.exceptions import (
     BadRequestError,
     PayloadTooLargeError,
     ServiceUnavailableError,
+    error_response,
     escaped_exception_response,
 )
-from app.core.headers import ResponseHeadersMiddleware
 from app.core.metrics import RequestMetricsMiddleware
 from app.core.routes import RouteTemplates
 
@@ -32,6 +34,35 @@ access_logger = structlog.get_logger("app.access")
 
 VALID_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 MAX_LOGGED_PATH: Final = 256
+API_CSP: Final = "default-src 'none'; frame-ancestors 'none'"
+# The docs take scripts, styles, images and API calls from Keel alone; icons are data: SVGs.
+DOCS_CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+# ReDoc also writes <style> elements and runs its search in a blob: worker.
+REDOC_CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; worker-src blob:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+PERMISSIONS_POLICY: Final = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+    "microphone=(), payment=(), usb=()"
+)
+CORS_METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+CORS_HEADERS: Final = ("Authorization", "Content-Type", "X-Request-ID")
+# Headers a browser script may read from a cross-origin answer.
+CORS_EXPOSED_HEADERS: Final = (
+    "X-Request-ID",
+    "X-Response-Time",
+    "Location",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "RateLimit",
+    "RateLimit-Policy",
+)
 
 
 def new_request_id() -> str:
@@ -44,11 +75,21 @@ def client_ip(scope: Scope) -> str:
     return client[0] if client else "unknown"
 
 
+def csp_for(path: str) -> str:
+    if path == "/docs" or path.startswith("/docs/"):
+        return DOCS_CSP
+    return REDOC_CSP if path == "/redoc" else API_CSP
+
+
+def last_header(scope: Scope, name: bytes) -> bytes | None:
+    """A request header's value; of a repeated one, the last."""
+    return dict(scope["headers"]).get(name)
+
+
 class RequestIdMiddleware:
     """`X-Request-ID`: the caller's when it is safe to echo and log, a fresh UUID otherwise.
 
-    Bound to structlog's context for every log line of the request (and the error envelope's
-    `request_id`), and echoed on the answer.
+    Bound to structlog's context for the request's log lines and error envelope, and echoed.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -58,7 +99,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id")  # a repeated header: the last
+        incoming = last_header(scope, b"x-request-id")
         if incoming is not None and VALID_REQUEST_ID.fullmatch(incoming):
             request_id = incoming.decode("ascii")
         else:
@@ -70,7 +111,7 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        structlog.contextvars.clear_contextvars()  # the log context starts empty for each request
+        structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
@@ -81,8 +122,8 @@ class RequestIdMiddleware:
 class AccessLogMiddleware:
     """One line per request: method, route template, status, duration and client address.
 
-    The request id and user id come from the log context. The concrete path is logged only when
-    no route matched (it may carry ids or tokens otherwise); status is null when no answer began.
+    The concrete path only when no route matched (it may carry ids otherwise); status is null
+    when no answer began. The request and user ids come from the log context.
     """
 
     def __init__(self, app: ASGIApp, *, route_template: RouteTemplates) -> None:
@@ -117,12 +158,93 @@ class AccessLogMiddleware:
             )
 
 
-class ErrorEnvelopeMiddleware:
-    """Answers an exception raised inside it with the error envelope (500 when unexpected).
+class ResponseHeadersMiddleware:
+    """Security headers, CSP, `X-Response-Time`, and `Cache-Control: no-store` on API answers.
 
-    Starlette's own ServerErrorMiddleware sits outside every user middleware, so its 500 would
-    miss the request id, the security and the CORS headers. Once the answer has begun, only the
-    server can end it: the exception goes on.
+    A header the app set itself (its own CSP or Cache-Control) is kept; `Server` is dropped.
+    """
+
+    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
+        self.app = app
+        headers = {
+            "x-content-type-options": "nosniff",
+            "x-frame-options": "DENY",
+            "referrer-policy": "no-referrer",
+            "cross-origin-opener-policy": "same-origin",
+            "permissions-policy": PERMISSIONS_POLICY,
+            "x-xss-protection": "0",  # OWASP: the old auditor's `1; mode=block` can cause XSS
+        }
+        if settings.HSTS_SECONDS > 0:
+            hsts = f"max-age={settings.HSTS_SECONDS}; includeSubDomains"
+            headers["strict-transport-security"] = hsts
+        self.headers = [(name.encode(), value.encode()) for name, value in headers.items()]
+        self.private_prefix = settings.API_V1_PREFIX + "/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        path: str = scope["path"]
+        extra = [*self.headers, (b"content-security-policy", csp_for(path).encode())]
+        # API and credentialed answers are per caller: no browser or proxy may store them.
+        if path.startswith(self.private_prefix) or any(
+            name in (b"authorization", b"cookie") for name, _ in scope["headers"]
+        ):
+            extra.append((b"cache-control", b"no-store"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", ()) if h[0] != b"server"]
+                present = {name for name, _ in headers}
+                elapsed = f"{(perf_counter() - start) * 1000:.2f}ms".encode()
+                message["headers"] = [
+                    *headers,
+                    *(h for h in extra if h[0] not in present),
+                    (b"x-response-time", elapsed),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class EnvelopeCORSMiddleware(CORSMiddleware):
+    """Starlette's CORSMiddleware for `CORS_ORIGINS`; a refused preflight is the 400 envelope."""
+
+    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
+        super().__init__(
+            app,
+            allow_origins=settings.CORS_ORIGINS,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_HEADERS,
+            # Browsers refuse `*` with credentials; echoing any origin would leak the session.
+            allow_credentials="*" not in settings.CORS_ORIGINS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Starlette adds `Vary: Origin` to every answer: needed only when some origin is allowed.
+        if self.allow_origins or any(name == b"origin" for name, _ in scope.get("headers", ())):
+            await super().__call__(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        entity = ("content-length", "content-type")
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in entity}
+        message = bytes(response.body).decode()  # e.g. "Disallowed CORS origin, method"
+        return error_response(400, message, None, headers)
+
+
+class ErrorEnvelopeMiddleware:
+    """Answers an exception raised inside it with its envelope (500 when unexpected).
+
+    Starlette's ServerErrorMiddleware sits outside every user middleware: its 500 would miss the
+    request id, security and CORS headers. Once the answer has begun, the exception goes on.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -149,8 +271,8 @@ class ErrorEnvelopeMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuses bodies over `MAX_REQUEST_BODY_BYTES` with 413: by `Content-Length` before a byte
-    is read, and by counting what arrives (chunked bodies declare no length)."""
+    """413 for a body over `MAX_REQUEST_BODY_BYTES`: by `Content-Length` before it is read, and
+    by counting what arrives (a chunked body declares no length)."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -160,7 +282,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = last_header(scope, b"content-length")
         if declared is not None and not declared.isdigit():
             raise BadRequestError("Invalid Content-Length header")
         if declared is not None and int(declared) > self.limit:
@@ -206,22 +328,21 @@ def edge_layers(settings: Settings) -> list[Middleware]:
     route_template = RouteTemplates()
     proxies = [str(network) for network in settings.TRUSTED_PROXIES]
     return [
-        # X-Forwarded-For/-Proto believed from these peers only; every server leaves them alone.
+        # X-Forwarded-For/-Proto believed from these peers only; the servers leave them alone.
         *([Middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)] if proxies else []),
         Middleware(RequestIdMiddleware),
         Middleware(AccessLogMiddleware, route_template=route_template),
         Middleware(RequestMetricsMiddleware, route_template=route_template),
         Middleware(ResponseHeadersMiddleware, settings=settings),
         Middleware(EnvelopeCORSMiddleware, settings=settings),
-        # The layers below answer by raising; this one renders their envelopes.
-        Middleware(ErrorEnvelopeMiddleware),
+        Middleware(ErrorEnvelopeMiddleware),  # renders what the layers below raise
         Middleware(BodyLimitMiddleware, max_body_bytes=settings.MAX_REQUEST_BODY_BYTES),
         Middleware(DeadlineMiddleware, timeout_seconds=settings.REQUEST_TIMEOUT_SECONDS),
     ]
 
 
 class EdgeMiddleware:
-    """The edge layers around any ASGI app, as one ASGI app."""
+    """The edge layers around any ASGI app, as one ASGI app (for tests and other apps)."""
 
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         for cls, args, kwargs in reversed(edge_layers(settings)):

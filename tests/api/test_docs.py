@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.core.headers import DOCS_CSP, REDOC_CSP
+from app.core.middleware import DOCS_CSP, REDOC_CSP
 
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
 
