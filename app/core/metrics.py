@@ -3,7 +3,6 @@ when `PROMETHEUS_MULTIPROC_DIR` is set (gunicorn.conf.py sets it before the work
 
 import os
 from functools import cache
-from time import perf_counter
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,9 +16,6 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from app.core.routes import RouteTemplates
 
 UNMATCHED_ROUTE = "<unmatched>"  # one label for every unknown path: raw paths explode cardinality
 OTHER_METHOD = "OTHER"  # clients may send any token as a method; labels stay bounded
@@ -87,9 +83,14 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
 # Label children looked up once per label set (`labels()` validates and locks on every call).
 @cache
-def _in_progress(method: str) -> Gauge:
+def in_progress(method: str) -> Gauge:
+    """The in-flight gauge of a method label."""
     return IN_PROGRESS.labels(method)
 
 
@@ -104,33 +105,3 @@ def record_request(method: str, route: str | None, status: int, seconds: float) 
     requests, latency = _answered(method, route, status)
     requests.inc()
     latency.observe(seconds)
-
-
-class RequestMetricsMiddleware:
-    """Every request: in flight while it runs, then counted and timed by its answer's status."""
-
-    def __init__(self, app: ASGIApp, *, route_template: RouteTemplates) -> None:
-        self.app = app
-        self.route_template = route_template
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
-        status = CLIENT_CLOSED  # unless an answer starts
-
-        async def send_recording_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        in_progress = _in_progress(method)
-        in_progress.inc()
-        start = perf_counter()
-        try:
-            await self.app(scope, receive, send_recording_status)
-        finally:
-            in_progress.dec()
-            record_request(method, self.route_template(scope), status, perf_counter() - start)

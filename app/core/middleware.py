@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.config import Settings
+from app.core import metrics
 from app.core.exceptions import (
     BadRequestError,
     PayloadTooLargeError,
@@ -26,7 +27,6 @@ from app.core.exceptions import (
     error_response,
     escaped_exception_response,
 )
-from app.core.metrics import RequestMetricsMiddleware
 from app.core.routes import RouteTemplates
 
 logger = structlog.get_logger("app.edge")
@@ -34,18 +34,7 @@ access_logger = structlog.get_logger("app.access")
 
 VALID_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 MAX_LOGGED_PATH: Final = 256
-API_CSP: Final = "default-src 'none'; frame-ancestors 'none'"
-# The docs take scripts, styles, images and API calls from Keel alone; icons are data: SVGs.
-DOCS_CSP: Final = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-)
-# ReDoc also writes <style> elements and runs its search in a blob: worker.
-REDOC_CSP: Final = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self'; worker-src blob:; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-)
+API_CSP: Final = "default-src 'none'; frame-ancestors 'none'"  # the docs set their own
 PERMISSIONS_POLICY: Final = (
     "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
     "microphone=(), payment=(), usb=()"
@@ -73,12 +62,6 @@ def client_ip(scope: Scope) -> str:
     """The client's address (the proxy headers layer has already applied `TRUSTED_PROXIES`)."""
     client = scope.get("client")
     return client[0] if client else "unknown"
-
-
-def csp_for(path: str) -> str:
-    if path == "/docs" or path.startswith("/docs/"):
-        return DOCS_CSP
-    return REDOC_CSP if path == "/redoc" else API_CSP
 
 
 def last_header(scope: Scope, name: bytes) -> bytes | None:
@@ -119,16 +102,17 @@ class RequestIdMiddleware:
             structlog.contextvars.clear_contextvars()
 
 
-class AccessLogMiddleware:
-    """One line per request: method, route template, status, duration and client address.
+class RequestRecordMiddleware:
+    """Records each request as it ends: its access log line and its Prometheus metrics.
 
-    The concrete path only when no route matched (it may carry ids otherwise); status is null
-    when no answer began. The request and user ids come from the log context.
+    The line has method, route template, status, duration and client address (the request and
+    user ids come from the log context); the concrete path only when no route matched (it may
+    carry ids otherwise). No answer begun: status null in the log, 499 in the metrics.
     """
 
-    def __init__(self, app: ASGIApp, *, route_template: RouteTemplates) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.route_template = route_template
+        self.route_template = RouteTemplates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,18 +126,25 @@ class AccessLogMiddleware:
                 status = message["status"]
             await send(message)
 
+        method = metrics.method_label(scope["method"])
+        in_progress = metrics.in_progress(method)
+        in_progress.inc()
         start = perf_counter()
         try:
             await self.app(scope, receive, send_recording_status)
         finally:
+            in_progress.dec()
+            seconds = perf_counter() - start
             route = self.route_template(scope)
+            answered = metrics.CLIENT_CLOSED if status is None else status
+            metrics.record_request(method, route, answered, seconds)
             access_logger.info(
                 "request",
                 method=scope["method"],
                 route=route,
                 path=None if route else scope["path"][:MAX_LOGGED_PATH],
                 status=status,
-                duration_ms=round((perf_counter() - start) * 1000, 2),
+                duration_ms=round(seconds * 1000, 2),
                 client_ip=client_ip(scope),
             )
 
@@ -161,7 +152,7 @@ class AccessLogMiddleware:
 class ResponseHeadersMiddleware:
     """Security headers, CSP, `X-Response-Time`, and `Cache-Control: no-store` on API answers.
 
-    A header the app set itself (its own CSP or Cache-Control) is kept; `Server` is dropped.
+    A header the app set itself (the docs' CSP, its own Cache-Control) is kept; `Server` goes.
     """
 
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
@@ -173,6 +164,7 @@ class ResponseHeadersMiddleware:
             "cross-origin-opener-policy": "same-origin",
             "permissions-policy": PERMISSIONS_POLICY,
             "x-xss-protection": "0",  # OWASP: the old auditor's `1; mode=block` can cause XSS
+            "content-security-policy": API_CSP,
         }
         if settings.HSTS_SECONDS > 0:
             hsts = f"max-age={settings.HSTS_SECONDS}; includeSubDomains"
@@ -186,12 +178,12 @@ class ResponseHeadersMiddleware:
             return
         start = perf_counter()
         path: str = scope["path"]
-        extra = [*self.headers, (b"content-security-policy", csp_for(path).encode())]
+        extra = self.headers
         # API and credentialed answers are per caller: no browser or proxy may store them.
         if path.startswith(self.private_prefix) or any(
             name in (b"authorization", b"cookie") for name, _ in scope["headers"]
         ):
-            extra.append((b"cache-control", b"no-store"))
+            extra = [*self.headers, (b"cache-control", b"no-store")]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -325,14 +317,12 @@ class DeadlineMiddleware:
 
 def edge_layers(settings: Settings) -> list[Middleware]:
     """The edge, outermost first. Each layer sees the answers of the layers inside it."""
-    route_template = RouteTemplates()
     proxies = [str(network) for network in settings.TRUSTED_PROXIES]
     return [
         # X-Forwarded-For/-Proto believed from these peers only; the servers leave them alone.
         *([Middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)] if proxies else []),
         Middleware(RequestIdMiddleware),
-        Middleware(AccessLogMiddleware, route_template=route_template),
-        Middleware(RequestMetricsMiddleware, route_template=route_template),
+        Middleware(RequestRecordMiddleware),
         Middleware(ResponseHeadersMiddleware, settings=settings),
         Middleware(EnvelopeCORSMiddleware, settings=settings),
         Middleware(ErrorEnvelopeMiddleware),  # renders what the layers below raise
