@@ -213,15 +213,6 @@ async def unhandled_exception_handler(request: Request, exc: Exception) -> JSONR
     return error_response(500, "Internal server error")
 
 
-async def escaped_exception_response(request: Request, exc: Exception) -> JSONResponse:
-    """The envelope for an exception that escaped the app, raised by a middleware around it."""
-    if isinstance(exc, AppException):
-        return await app_exception_handler(request, exc)
-    if isinstance(exc, StarletteHTTPException):
-        return await http_exception_handler(request, exc)
-    return await unhandled_exception_handler(request, exc)
-
-
 def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppException, app_exception_handler)
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)

@@ -1,7 +1,4 @@
-"""The edge: pure-ASGI layers every request passes through, one concern each (CONTRACT.md 4-5).
-
-`edge_layers` lists them outermost first; `create_app` puts the rate limiter just inside them.
-"""
+"""The edge: pure-ASGI layers every request passes through, one concern each (CONTRACT.md 4-5)."""
 
 import asyncio
 import re
@@ -11,9 +8,10 @@ from typing import Final
 
 import structlog
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -21,11 +19,14 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from app.config import Settings
 from app.core import metrics
 from app.core.exceptions import (
+    AppException,
     BadRequestError,
     PayloadTooLargeError,
     ServiceUnavailableError,
+    app_exception_handler,
     error_response,
-    escaped_exception_response,
+    http_exception_handler,
+    unhandled_exception_handler,
 )
 from app.core.routes import RouteTemplates
 
@@ -70,10 +71,7 @@ def last_header(scope: Scope, name: bytes) -> bytes | None:
 
 
 class RequestIdMiddleware:
-    """`X-Request-ID`: the caller's when it is safe to echo and log, a fresh UUID otherwise.
-
-    Bound to structlog's context for the request's log lines and error envelope, and echoed.
-    """
+    """`X-Request-ID`: the caller's when safe to echo, else a UUID; bound to the log context."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -105,9 +103,8 @@ class RequestIdMiddleware:
 class RequestRecordMiddleware:
     """Records each request as it ends: its access log line and its Prometheus metrics.
 
-    The line has method, route template, status, duration and client address (the request and
-    user ids come from the log context); the concrete path only when no route matched (it may
-    carry ids otherwise). No answer begun: status null in the log, 499 in the metrics.
+    By route template; the concrete path (which may carry ids) only when no route matched.
+    No answer begun: status null in the log, 499 in the metrics.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -232,36 +229,6 @@ class EnvelopeCORSMiddleware(CORSMiddleware):
         return error_response(400, message, None, headers)
 
 
-class ErrorEnvelopeMiddleware:
-    """Answers an exception raised inside it with its envelope (500 when unexpected).
-
-    Starlette's ServerErrorMiddleware sits outside every user middleware: its 500 would miss the
-    request id, security and CORS headers. Once the answer has begun, the exception goes on.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_recording_start(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_recording_start)
-        except Exception as exc:
-            if started:
-                raise
-            response = await escaped_exception_response(Request(scope), exc)
-            await response(scope, receive, send)
-
-
 class BodyLimitMiddleware:
     """413 for a body over `MAX_REQUEST_BODY_BYTES`: by `Content-Length` before it is read, and
     by counting what arrives (a chunked body declares no length)."""
@@ -315,6 +282,13 @@ class DeadlineMiddleware:
             raise ServiceUnavailableError("The request took too long and was cancelled") from None
 
 
+EDGE_ERROR_HANDLERS: Final = {
+    AppException: app_exception_handler,
+    HTTPException: http_exception_handler,
+    Exception: unhandled_exception_handler,
+}
+
+
 def edge_layers(settings: Settings) -> list[Middleware]:
     """The edge, outermost first. Each layer sees the answers of the layers inside it."""
     proxies = [str(network) for network in settings.TRUSTED_PROXIES]
@@ -325,7 +299,9 @@ def edge_layers(settings: Settings) -> list[Middleware]:
         Middleware(RequestRecordMiddleware),
         Middleware(ResponseHeadersMiddleware, settings=settings),
         Middleware(EnvelopeCORSMiddleware, settings=settings),
-        Middleware(ErrorEnvelopeMiddleware),  # renders what the layers below raise
+        # What the layers below raise, as its envelope; anything unexpected as the 500 one. (The
+        # app's own 500 comes from outside every middleware: no request id or CORS headers.)
+        Middleware(ExceptionMiddleware, handlers=EDGE_ERROR_HANDLERS),
         Middleware(BodyLimitMiddleware, max_body_bytes=settings.MAX_REQUEST_BODY_BYTES),
         Middleware(DeadlineMiddleware, timeout_seconds=settings.REQUEST_TIMEOUT_SECONDS),
     ]

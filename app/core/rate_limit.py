@@ -1,11 +1,6 @@
-"""Rate limits (CONTRACT.md section 6): which quota a request counts against, and the answer.
-
-Fixed windows aligned on the clock, so every worker and replica counts into the same key: one
-atomic `Storage.incr` of `limits` (a Lua script on Redis) per hit returns all the headers need.
-When Redis fails, each process counts in memory with the same quotas for a while and keeps
-serving. The bearer token is verified once per request by `request_access_claims`, which keeps
-its answer in the scope for the authentication dependency.
-"""
+"""Rate limits (CONTRACT.md section 6): fixed windows aligned on the clock, counted in Redis
+(one atomic `incr` shared by every worker and replica) or, without Redis or while it fails, in
+the process's memory with the same quotas."""
 
 import asyncio
 import hashlib
@@ -20,7 +15,7 @@ import orjson
 import structlog
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from starlette.datastructures import Headers
@@ -107,7 +102,7 @@ class RateLimiter:
         )
         self.redis_url = settings.REDIS_URL
         self.memory = MemoryStorage()
-        self.redis: Redis | None = None
+        self.pool: BlockingConnectionPool | None = None
         self.shared: RedisStorage | None = None
         self.redis_down_until = 0.0
         self.outage_logged_at = -math.inf
@@ -120,7 +115,7 @@ class RateLimiter:
         """Create the Redis client (no connection is made until the first hit)."""
         if not self.redis_url:
             return
-        pool = BlockingConnectionPool.from_url(
+        self.pool = BlockingConnectionPool.from_url(
             self.redis_url,
             max_connections=REDIS_MAX_CONNECTIONS,
             timeout=REDIS_TIMEOUT_SECONDS,
@@ -128,32 +123,29 @@ class RateLimiter:
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
             retry=Retry(NoBackoff(), 0),  # fail fast: the fallback is the retry
         )
-        self.redis = Redis(connection_pool=pool)
         self.shared = RedisStorage(
             f"async+{self.redis_url}",
             wrap_exceptions=True,
             implementation="redispy",
             key_prefix=KEY_PREFIX,
-            connection_pool=pool,  # type: ignore[arg-type]  # typed narrower than accepted
+            connection_pool=self.pool,  # type: ignore[arg-type]  # typed narrower than accepted
         )
 
     async def close(self) -> None:
-        if self.redis is not None:
-            await self.redis.aclose()
-            await self.redis.connection_pool.aclose()
-            self.redis = self.shared = None
+        if self.pool is not None:
+            await self.pool.aclose()
+            self.pool = self.shared = None
         timer = self.memory.timer
         if timer is not None and not timer.done():
             timer.cancel()
 
     async def ping(self, within_seconds: float) -> float:
         """Redis round-trip time in milliseconds (for /health); raises when Redis is down."""
-        if self.redis is None:
-            raise RuntimeError("Redis is not configured")
+        start = time.perf_counter()
         async with asyncio.timeout(within_seconds):
-            start = time.perf_counter()
-            await self.redis.ping()  # type: ignore[misc]  # redis-py types sync and async as one
-            return (time.perf_counter() - start) * 1000
+            if self.shared is None or not await self.shared.check():
+                raise RuntimeError("Redis is not configured or does not answer")
+        return (time.perf_counter() - start) * 1000
 
     async def hit(self, policy: Policy, *key: str) -> Decision:
         """Count one request against `policy` for `key`, and say whether it may proceed."""
@@ -254,9 +246,9 @@ async def read_body(receive: Receive) -> tuple[bytes, Receive]:
 class RateLimitMiddleware:
     """Counts each request against its quota; a refused one is the 429 envelope.
 
-    Default quota: by user id when the bearer token is valid (signature and expiry, no
-    database), by client IP otherwise. The auth routes: the auth quota by IP, and by the account
-    they name too where there is one (the tighter one wins), whether or not it exists.
+    Default quota: by user id when the bearer token is valid (`request_access_claims` verifies
+    it once for the rate limiter and authentication), by client IP otherwise. The auth routes:
+    the auth quota by IP, and by the account they name too (the tighter one wins).
     """
 
     def __init__(self, app: ASGIApp, *, limiter: RateLimiter, settings: Settings) -> None:
