@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from app.config import load_settings
 from app import server as keel_server
+from app.config import load_settings
 
 settings = load_settings()
 if settings.secret_key_generated:
