@@ -7,11 +7,12 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.core.database import read_sessions
 from app.core.exceptions import ForbiddenError, UnauthorizedError
-from app.core.security import request_access_claims
+from app.core.security import TokenClaims, request_access_claims
 from app.models import User
 from app.repositories.outbox_repository import RECORDED_JOBS
 from app.services import auth_service
@@ -42,10 +43,23 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             request.app.state.jobs.after_commit(recorded)
 
 
-async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session for endpoints that only read: no transaction, and any write raises."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
-    async with sessionmaker() as session:
+async def get_read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    """For endpoints that only read: one pooled connection, in autocommit (no transaction).
+
+    Pages and the caller's lookup run on it as Core statements; `ReadSessionDep` puts an ORM
+    session on the same connection when an endpoint reads entities.
+    """
+    engine: AsyncEngine = request.app.state.read_engine
+    async with engine.connect() as connection:
+        yield connection
+
+
+ReadConnectionDep = Annotated[AsyncConnection, Depends(get_read_connection, scope="function")]
+
+
+async def get_read_session(connection: ReadConnectionDep) -> AsyncIterator[AsyncSession]:
+    """An ORM session on the request's read connection: any write through it raises."""
+    async with read_sessions(bind=connection) as session:
         yield session
 
 
@@ -58,50 +72,59 @@ ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="functi
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-async def _authenticate(request: Request, token: str | None, session: AsyncSession) -> User:
-    """The caller, from a bearer access token of a live session; 401 otherwise."""
+async def get_access_claims(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> TokenClaims:
+    """The claims of the request's valid bearer access token; 401 without one.
+
+    Checked before any database work, so a request without a valid token never takes a pooled
+    connection. The rate limiter has usually verified the token already: the answer is reused.
+    """
     if not token:
         raise UnauthorizedError("Not authenticated")
-    settings: Settings = request.app.state.settings
-    verified = request_access_claims(request.scope, settings)  # the rate limiter's, if it ran
-    auth = await auth_service.authenticate(session, settings, token, verified=verified)
-    structlog.contextvars.bind_contextvars(user_id=str(auth.user.id))  # for the access line
-    request.state.session_id = auth.session_id
-    return auth.user
+    claims = request_access_claims(request.scope, request.app.state.settings)
+    if claims is None:
+        raise UnauthorizedError()
+    return claims
 
 
-async def get_current_user(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> User:
-    """The caller, looked up through a session of its own, closed before the endpoint runs.
+AccessClaims = Annotated[TokenClaims, Depends(get_access_claims)]
+
+
+async def _authenticate(claims: TokenClaims, connection: AsyncConnection) -> User:
+    """The active user whose live login session the claims name; 401 otherwise."""
+    user = await auth_service.authenticate(connection, claims)
+    structlog.contextvars.bind_contextvars(user_id=str(user.id))  # for the access line
+    return user
+
+
+async def get_current_user(request: Request, claims: AccessClaims) -> User:
+    """The caller, looked up through a connection of its own, handed back before the endpoint runs.
 
     So an endpoint that writes (SessionDep) never holds two pooled connections at once: that
     could deadlock a full pool.
     """
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
-    async with sessionmaker() as session:
-        return await _authenticate(request, token, session)
+    engine: AsyncEngine = request.app.state.read_engine
+    async with engine.connect() as connection:
+        return await _authenticate(claims, connection)
 
 
-async def get_reading_user(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)], session: ReadSessionDep
-) -> User:
-    """The caller, looked up through the request's own read session (ReadSessionDep).
+async def get_reading_user(claims: AccessClaims, connection: ReadConnectionDep) -> User:
+    """The caller, looked up through the request's own read connection (ReadConnectionDep).
 
     For endpoints that only read: the lookup and the endpoint's reads share one connection,
     checked out once. An endpoint that writes uses CurrentUser (tests/api/test_connections.py).
     """
-    return await _authenticate(request, token, session)
+    return await _authenticate(claims, connection)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 ReadingUser = Annotated[User, Depends(get_reading_user)]
 
 
-async def get_session_id(request: Request, _: CurrentUser) -> uuid.UUID:
-    """The id of the login session the caller's access token belongs to."""
-    session_id: uuid.UUID = request.state.session_id
-    return session_id
+async def get_session_id(claims: AccessClaims, _: CurrentUser) -> uuid.UUID:
+    """The id of the login session the caller's access token belongs to (checked live)."""
+    return claims.session_id
 
 
 CurrentSessionId = Annotated[uuid.UUID, Depends(get_session_id)]

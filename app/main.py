@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.instrument_pool(engine)  # before any checkout, so checkouts and checkins pair up
         app.state.engine = engine
         app.state.sessionmaker = database.create_sessionmaker(engine)
-        app.state.read_sessionmaker = database.create_sessionmaker(engine, read_only=True)
+        app.state.read_engine = database.create_read_engine(engine)
         if settings.FIRST_SUPERUSER_EMAIL and settings.FIRST_SUPERUSER_PASSWORD:
             await user_service.ensure_superuser(
                 app.state.sessionmaker,

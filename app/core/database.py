@@ -218,23 +218,25 @@ def _refuse_writes(state: ORMExecuteState) -> None:
         raise ReadOnlySessionError("a read-only session cannot write; use SessionDep")
 
 
-def create_sessionmaker(
-    engine: AsyncEngine, *, read_only: bool = False
-) -> async_sessionmaker[AsyncSession]:
-    """Sessions for requests; `read_only` ones cannot write and run without a transaction.
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that write, one transaction each."""
+    # expire_on_commit=False: responses are serialized after the commit without reloading rows.
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def create_read_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool in autocommit, for requests that only read.
 
     A request that only reads gains nothing from BEGIN ... COMMIT around its queries but two
     round trips; its statements each see a consistent snapshot of their own.
     """
-    # expire_on_commit=False: responses are serialized after the commit without reloading rows.
-    if read_only:
-        return async_sessionmaker(
-            engine.execution_options(isolation_level="AUTOCOMMIT"),
-            sync_session_class=ReadOnlySession,
-            expire_on_commit=False,
-            autoflush=False,
-        )
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+# ORM sessions on a request's read connection (`read_sessions(bind=connection)`).
+read_sessions = async_sessionmaker(
+    sync_session_class=ReadOnlySession, expire_on_commit=False, autoflush=False
+)
 
 
 async def ping(engine: AsyncEngine, within: float) -> float:

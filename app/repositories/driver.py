@@ -1,16 +1,17 @@
-"""The hottest reads on PostgreSQL through asyncpg itself, on the session's own connection.
+"""The hottest reads on PostgreSQL through asyncpg itself, on the request's own connection.
 
 Why: for the authenticated list's two reads (the caller's live session, the page), SQLAlchemy's
-per-statement work (session execute, execution context, result processing) costs more CPU than
+per-statement work (execution context, result processing) costs more CPU than
 asyncpg's whole query (docs/performance.md). A `DriverQuery` is a Core SELECT compiled once, with
-the connection's own dialect, and run with asyncpg's `fetch` on the connection the session
-already holds: same SQL, same statement-cache and timeout settings (app/core/database.py), no
-second connection. Errors become SQLAlchemy's, as through the session, so the 503 / 500 handling
-is unchanged. Values go to asyncpg as given (no SQLAlchemy type processing): UUIDs, aware
-datetimes and numbers, which asyncpg encodes as the session would.
+the connection's own dialect, and run with asyncpg's `fetch` on the SQLAlchemy connection it is
+given: same SQL, same statement-cache and timeout settings (app/core/database.py), no second
+connection. Errors become SQLAlchemy's, as through `connection.execute`, so the 503 / 500
+handling is unchanged. Values go to asyncpg as given (no SQLAlchemy type processing): UUIDs,
+aware datetimes and numbers, which asyncpg encodes as SQLAlchemy would.
 
 Only PostgreSQL takes this path: on any other database `fetch` runs the same statement through
-the session. Either way rows are named tuples (`row.id`, `row[0]`) of the selected columns.
+`connection.execute`. Either way rows are named tuples (`row.id`, `row[0]`) of the selected
+columns.
 """
 
 from collections import namedtuple
@@ -20,7 +21,7 @@ from typing import Any
 from asyncpg import InterfaceError, InternalClientError, PostgresError
 from sqlalchemy import Dialect, Select
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.database import report_statement_error
 
@@ -41,11 +42,10 @@ class DriverQuery:
             self._compiled = str(compiled), tuple(compiled.positiontup or ())
         return self._compiled
 
-    async def fetch(self, session: AsyncSession, params: Mapping[str, Any]) -> Sequence[Any]:
+    async def fetch(self, connection: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
         rows: Sequence[Any]
-        connection = await session.connection()
         if connection.dialect.name != "postgresql":
-            rows = (await session.execute(self.statement, params)).all()
+            rows = (await connection.execute(self.statement, params)).all()
             return [self._row(*row) for row in rows]
         sql, names = self._sql(connection.dialect)
         args = [params[name] for name in names]
@@ -55,7 +55,7 @@ class DriverQuery:
         except PostgresError as error:  # the server refused it: its SQLSTATE decides 503 or 500
             report_statement_error(connection, error)  # as SQLAlchemy's handle_error hook does
             if driver.is_closed():  # and ended the connection (a restart): as below
-                await session.execute(self.statement, params)
+                await connection.execute(self.statement, params)
             raise DBAPIError(sql, args, error) from error
         except (InterfaceError, InternalClientError, OSError, TimeoutError) as error:
             if isinstance(error, InterfaceError) and not driver.is_closed():
@@ -63,7 +63,7 @@ class DriverQuery:
             if driver.is_closed():
                 # Lost with the server: SQLAlchemy sees the closed connection as a disconnect and,
                 # as on any, drops the whole stale pool (its other connections died too).
-                await session.execute(self.statement, params)
+                await connection.execute(self.statement, params)
             # Lost, or in an unknown state (after a timeout, or a server that ended it while idle
             # in the pool): never hand it to another request.
             await connection.invalidate(error)

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.models.base import OwnedResource, utc_now
 from app.repositories import pages
@@ -50,7 +50,7 @@ def page_statements(model: type[OwnedResource], *columns: Any) -> OwnedPages:
 
 
 async def page(
-    session: AsyncSession,
+    connection: AsyncConnection,
     statements: OwnedPages,
     *,
     owner_id: Owner,
@@ -61,10 +61,10 @@ async def page(
     """Newest first, by offset or after a cursor's position, with the total."""
     if owner_id is None:
         return await pages.fetch(
-            session, statements.everybody, limit=limit, offset=offset, after=after
+            connection, statements.everybody, limit=limit, offset=offset, after=after
         )
     return await pages.fetch(
-        session, statements.own, limit=limit, offset=offset, after=after, owner_id=owner_id
+        connection, statements.own, limit=limit, offset=offset, after=after, owner_id=owner_id
     )
 
 

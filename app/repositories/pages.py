@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.models.base import Record
 from app.repositories.driver import DriverQuery
@@ -65,7 +65,7 @@ def statements(model: type[Record], *columns: Any, scope: ColumnElement[bool]) -
 
 
 async def fetch(
-    session: AsyncSession,
+    connection: AsyncConnection,
     statements: PageStatements,
     *,
     limit: int,
@@ -80,8 +80,8 @@ async def fetch(
     else:
         query = statements.by_keyset
         values.update(after_created_at=after.created_at, after_id=after.id)
-    rows = await query.fetch(session, values)
+    rows = await query.fetch(connection, values)
     if rows:
         return PageRows(rows[:limit], rows[0].total, len(rows) > limit)
-    total = await session.scalar(statements.count_all, scope)
+    total = await connection.scalar(statements.count_all, scope)
     return PageRows([], total or 0, False)

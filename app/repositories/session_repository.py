@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
 from app.models import AuthSession, User
@@ -36,7 +36,7 @@ _ACTIVE_USER = DriverQuery(
 
 
 async def active_user(
-    session: AsyncSession, *, user_id: uuid.UUID, session_id: uuid.UUID
+    connection: AsyncConnection, *, user_id: uuid.UUID, session_id: uuid.UUID
 ) -> User | None:
     """The active user that owns a live (not revoked, not expired) session: one query.
 
@@ -44,7 +44,7 @@ async def active_user(
     loaded, and a session that changes it takes it in with `session.add`.
     """
     params = {"session_id": session_id, "user_id": user_id, "now": utc_now()}
-    rows = await _ACTIVE_USER.fetch(session, params)
+    rows = await _ACTIVE_USER.fetch(connection, params)
     if not rows:
         return None
     user = User(**rows[0]._asdict())

@@ -5,7 +5,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.models import User
 from app.repositories import pages
@@ -54,7 +54,7 @@ _PAGES = pages.statements(User, scope=sa.true())
 
 
 async def page(
-    session: AsyncSession, *, limit: int, offset: int, after: Position | None
+    connection: AsyncConnection, *, limit: int, offset: int, after: Position | None
 ) -> pages.PageRows:
     """Users, newest first, and how many there are in all."""
-    return await pages.fetch(session, _PAGES, limit=limit, offset=offset, after=after)
+    return await pages.fetch(connection, _PAGES, limit=limit, offset=offset, after=after)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.config import Settings
 from app.core.exceptions import UnauthorizedError
@@ -34,12 +34,6 @@ class IssuedTokens:
     access_token: str
     refresh_token: str
     expires_in: int
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticated:
-    user: User
-    session_id: uuid.UUID
 
 
 def _issue(
@@ -115,7 +109,7 @@ async def refresh(session: AsyncSession, settings: Settings, *, refresh_token: s
             rotated, new_jti = True, current
             logger.info("refresh_token_reused_within_grace", session_id=str(claims.session_id))
     user = await session_repository.active_user(
-        session, user_id=claims.user_id, session_id=claims.session_id
+        await session.connection(), user_id=claims.user_id, session_id=claims.session_id
     )
     if not rotated or user is None:
         # A validly signed token that is not the current one was stolen or replayed:
@@ -127,23 +121,14 @@ async def refresh(session: AsyncSession, settings: Settings, *, refresh_token: s
     return _issue(settings, user_id=user.id, session_id=claims.session_id, refresh_jti=new_jti)
 
 
-async def authenticate(
-    session: AsyncSession, settings: Settings, token: str, *, verified: TokenClaims | None = None
-) -> Authenticated:
-    """The active user behind a valid access token of a live session, in one query.
-
-    `verified`: the token's claims when the caller has already verified this very token.
-    """
-    try:
-        claims = verified or decode_token(settings, token, "access")
-    except InvalidTokenError:
-        raise UnauthorizedError() from None
+async def authenticate(connection: AsyncConnection, claims: TokenClaims) -> User:
+    """The active user behind a verified access token's live login session, in one query."""
     user = await session_repository.active_user(
-        session, user_id=claims.user_id, session_id=claims.session_id
+        connection, user_id=claims.user_id, session_id=claims.session_id
     )
     if user is None:
         raise UnauthorizedError()
-    return Authenticated(user=user, session_id=claims.session_id)
+    return user
 
 
 async def logout(session: AsyncSession, *, session_id: uuid.UUID) -> None:

@@ -6,7 +6,7 @@ The shared rules live in `owned_resources`; an item's own business rules would g
 import uuid
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.models import Item, User
 from app.repositories import item_repository
@@ -16,10 +16,15 @@ from app.services import owned_resources
 
 
 async def page(
-    session: AsyncSession, *, user: User, limit: int, offset: int | None, after: Position | None
+    connection: AsyncConnection,
+    *,
+    user: User,
+    limit: int,
+    offset: int | None,
+    after: Position | None,
 ) -> PageRows:
     return await owned_resources.page(
-        session, item_repository.PAGES, user=user, limit=limit, offset=offset, after=after
+        connection, item_repository.PAGES, user=user, limit=limit, offset=offset, after=after
     )
 
 

@@ -7,7 +7,7 @@ Someone else's row answers exactly like a missing one: ids reveal nothing. A wri
 import uuid
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.exceptions import AppException, NotFoundError, PreconditionFailedError
 from app.models import User
@@ -25,7 +25,7 @@ def scope(user: User) -> uuid.UUID | None:
 
 
 async def page(
-    session: AsyncSession,
+    connection: AsyncConnection,
     statements: OwnedPages,
     *,
     user: User,
@@ -34,7 +34,7 @@ async def page(
     after: Position | None,
 ) -> PageRows:
     return await owned.page(
-        session, statements, owner_id=scope(user), limit=limit, offset=offset or 0, after=after
+        connection, statements, owner_id=scope(user), limit=limit, offset=offset or 0, after=after
     )
 
 

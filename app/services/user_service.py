@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 import structlog
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from app.core.exceptions import ConflictError, ForbiddenError, NotFoundError
 from app.core.security import hash_password, verify_password
@@ -53,9 +53,9 @@ async def get(session: AsyncSession, user_id: uuid.UUID) -> User:
 
 
 async def page(
-    session: AsyncSession, *, limit: int, offset: int | None, after: Position | None
+    connection: AsyncConnection, *, limit: int, offset: int | None, after: Position | None
 ) -> PageRows:
-    return await user_repository.page(session, limit=limit, offset=offset or 0, after=after)
+    return await user_repository.page(connection, limit=limit, offset=offset or 0, after=after)
 
 
 async def update(session: AsyncSession, user: User, changes: dict[str, Any]) -> User:

@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import event
 
 from app.api.v1 import endpoints
-from app.dependencies import get_reading_user, get_session
+from app.dependencies import get_read_connection, get_reading_user, get_session
 from tests.api.conftest import Account
 
 
@@ -31,11 +31,14 @@ def endpoint_routes() -> Iterator[APIRoute]:
         yield from (route for route in router.routes if isinstance(route, APIRoute))
 
 
-def test_no_endpoint_that_writes_authenticates_through_the_read_session() -> None:
-    """ReadingUser holds the read session's connection: beside SessionDep that would be two."""
+def test_no_endpoint_that_writes_holds_the_read_connection() -> None:
+    """ReadingUser holds the read connection: beside SessionDep's that would be two."""
     routes = list(endpoint_routes())
-    readers = [route for route in routes if get_reading_user in set(calls(route.dependant))]
-    assert {route.name for route in readers} >= {"list_items", "read_item"}
+    readers = [route for route in routes if get_read_connection in set(calls(route.dependant))]
+    assert {route.name for route in readers} >= {"list_items", "read_item", "list_users"}
+    assert {"list_items", "read_item"} <= {
+        route.name for route in readers if get_reading_user in set(calls(route.dependant))
+    }
     for route in readers:
         assert get_session not in set(calls(route.dependant)), route.path
 
@@ -57,4 +60,27 @@ async def test_an_authenticated_read_checks_out_one_connection(
     finally:
         event.remove(pool, "checkout", count)
     assert response.status_code == 200
+    assert len(checkouts) == 1
+
+
+async def test_reading_an_item_shares_one_connection_between_caller_and_session(
+    app: FastAPI, client: httpx.AsyncClient, alice: Account
+) -> None:
+    """read_item looks the caller up on the read connection and the item through an ORM session
+    on that same connection: one checkout."""
+    created = await client.post("/api/v1/items", json={"title": "mine"}, headers=alice.headers)
+    path = f"/api/v1/items/{created.json()['id']}"
+    checkouts: list[object] = []
+    pool = app.state.engine.sync_engine.pool
+
+    def count(*_: object) -> None:
+        checkouts.append(object())
+
+    event.listen(pool, "checkout", count)
+    try:
+        response = await client.get(path, headers=alice.headers)
+    finally:
+        event.remove(pool, "checkout", count)
+    assert response.status_code == 200
+    assert response.json()["title"] == "mine"
     assert len(checkouts) == 1

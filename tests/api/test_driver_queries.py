@@ -1,4 +1,4 @@
-"""DriverQuery (asyncpg directly on PostgreSQL): the session's rows, the session's error answers."""
+"""DriverQuery (asyncpg directly on PostgreSQL): the same rows and error answers as SQLAlchemy's."""
 
 import uuid
 from collections.abc import Callable
@@ -12,7 +12,7 @@ from sqlalchemy import Float, Integer, bindparam, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
-from app.dependencies import ReadSessionDep
+from app.dependencies import ReadConnectionDep
 from app.models import Item, User
 from app.repositories.driver import DriverQuery
 from tests.api.test_database_errors import is_postgresql
@@ -31,7 +31,7 @@ def describe(rows: Any) -> list[list[str]]:
     return [[f"{type(value).__name__}:{value!r}" for value in row] for row in rows]
 
 
-async def test_rows_equal_the_sessions(
+async def test_rows_equal_sqlalchemys(
     app: FastAPI, client: httpx.AsyncClient, cleanup_engine: AsyncEngine
 ) -> None:
     owner = uuid.uuid4()
@@ -62,13 +62,13 @@ async def test_rows_equal_the_sessions(
             )
 
     @app.get("/_test/both")
-    async def both(session: ReadSessionDep) -> dict[str, Any]:
+    async def both(connection: ReadConnectionDep) -> dict[str, Any]:
         params = {"owner_id": owner, "limit": 2}
-        driver = await ITEMS.fetch(session, params)
-        orm = (await session.execute(ITEMS.statement, params)).all()
+        driver = await ITEMS.fetch(connection, params)
+        executed = (await connection.execute(ITEMS.statement, params)).all()
         return {
             "driver": describe(driver),
-            "session": describe(orm),
+            "sqlalchemy": describe(executed),
             "uuid": [isinstance(row[0], uuid.UUID) for row in driver],
             "utc": [row[4].utcoffset().total_seconds() == 0 for row in driver],
         }
@@ -79,17 +79,17 @@ async def test_rows_equal_the_sessions(
     assert answer["utc"] == [True, True]
     # Same values; asyncpg's UUID is a subclass of uuid.UUID, so only its type name may differ.
     strip = [[value.split(":", 1)[1] for value in row] for row in answer["driver"]]
-    assert strip == [[value.split(":", 1)[1] for value in row] for row in answer["session"]]
+    assert strip == [[value.split(":", 1)[1] for value in row] for row in answer["sqlalchemy"]]
 
 
 async def test_a_refused_statement_is_500(app: FastAPI, client: httpx.AsyncClient) -> None:
     if not is_postgresql(app):
-        pytest.skip("other databases run the statement through the session (tested there)")
+        pytest.skip("other databases run the statement through SQLAlchemy (tested there)")
     divide = DriverQuery(select(literal(1) / bindparam("zero", type_=Integer)))
 
     @app.get("/_test/divide")
-    async def refused(session: ReadSessionDep) -> None:
-        await divide.fetch(session, {"zero": 0})
+    async def refused(connection: ReadConnectionDep) -> None:
+        await divide.fetch(connection, {"zero": 0})
 
     response = await client.get("/_test/divide")
     assert response.status_code == 500
@@ -107,8 +107,8 @@ async def test_a_statement_timeout_is_503(
     async with context as client:
 
         @context.app.get("/_test/sleep")
-        async def slow(session: ReadSessionDep) -> None:
-            await sleep.fetch(session, {"seconds": 2.0})
+        async def slow(connection: ReadConnectionDep) -> None:
+            await sleep.fetch(connection, {"seconds": 2.0})
 
         response = await client.get("/_test/sleep")
     assert response.status_code == 503
@@ -119,18 +119,17 @@ async def test_a_lost_connection_is_503_and_never_reused(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     if not is_postgresql(app):
-        pytest.skip("other databases run the statement through the session (tested there)")
+        pytest.skip("other databases run the statement through SQLAlchemy (tested there)")
     one = DriverQuery(select(bindparam("n", type_=Integer)))
     drivers: list[Any] = []
 
     @app.get("/_test/lost")
-    async def lost(session: ReadSessionDep) -> None:
-        await one.fetch(session, {"n": 1})
-        connection = await session.connection()
+    async def lost(connection: ReadConnectionDep) -> None:
+        await one.fetch(connection, {"n": 1})
         drivers.append((await connection.get_raw_connection()).driver_connection)
         if len(drivers) == 1:  # the first request's connection drops mid-request
             drivers[0].terminate()
-            await one.fetch(session, {"n": 2})
+            await one.fetch(connection, {"n": 2})
 
     first = await client.get("/_test/lost")
     assert first.status_code == 503

@@ -24,7 +24,13 @@ from app.api.v1.schemas.common import (
     error_responses,
 )
 from app.api.v1.schemas.items import ItemCreate, ItemPublic, ItemUpdate
-from app.dependencies import CurrentUser, ReadingUser, ReadSessionDep, SessionDep
+from app.dependencies import (
+    CurrentUser,
+    ReadConnectionDep,
+    ReadingUser,
+    ReadSessionDep,
+    SessionDep,
+)
 from app.models import Item
 from app.services import item_service
 
@@ -39,7 +45,7 @@ NOT_FOUND = error_responses({404: "Item not found"})
 @router.get("", response_model=Page[ItemPublic])
 async def list_items(
     user: ReadingUser,
-    session: ReadSessionDep,
+    connection: ReadConnectionDep,
     request: Request,
     *,
     limit: LimitQuery = 20,
@@ -49,7 +55,7 @@ async def list_items(
     """The caller's items, newest first (a superuser's page holds everybody's)."""
     page = page_request(request, "items", limit=limit, offset=offset, cursor=cursor)
     items = await item_service.page(
-        session, user=user, limit=limit, offset=page.offset, after=page.after
+        connection, user=user, limit=limit, offset=page.offset, after=page.after
     )
     return page.answer(items)
 

@@ -19,7 +19,14 @@ from app.api.v1.schemas.users import (
     UserUpdate,
     UserUpdateMe,
 )
-from app.dependencies import CurrentUser, ReadSessionDep, SessionDep, SettingsDep, SuperUser
+from app.dependencies import (
+    CurrentUser,
+    ReadConnectionDep,
+    ReadSessionDep,
+    SessionDep,
+    SettingsDep,
+    SuperUser,
+)
 from app.services import account_service, user_service
 
 router = APIRouter(
@@ -64,7 +71,7 @@ async def change_password(body: PasswordChange, user: CurrentUser, session: Sess
 @router.get("", response_model=Page[UserPublic], responses=ADMIN_ONLY)
 async def list_users(
     _: SuperUser,
-    session: ReadSessionDep,
+    connection: ReadConnectionDep,
     request: Request,
     *,
     limit: LimitQuery = 20,
@@ -72,7 +79,7 @@ async def list_users(
     cursor: CursorQuery = None,
 ) -> dict[str, object]:
     page = page_request(request, "users", limit=limit, offset=offset, cursor=cursor)
-    users = await user_service.page(session, limit=limit, offset=page.offset, after=page.after)
+    users = await user_service.page(connection, limit=limit, offset=page.offset, after=page.after)
     return page.answer(users)
 
 
