@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from app import server as keel_server
 from app.config import load_settings
-from app.core import server as keel_server
 
 settings = load_settings()
 if settings.secret_key_generated:
@@ -21,7 +21,7 @@ if settings.secret_key_generated:
     os.environ["SECRET_KEY"] = settings.secret_key
 
 wsgi_app = "app.main:app"
-worker_class = "app.core.server.KeelWorker"  # uvicorn_worker.UvicornWorker, no Server header
+worker_class = "app.server.KeelWorker"  # uvicorn_worker.UvicornWorker, no Server header
 bind = [settings.BIND]
 # One worker per CPU the container may use (affinity mask and cgroup quota), not `2 * CPUs + 1`:
 # that rule is for sync workers blocked on I/O, while each async worker already keeps its CPU
@@ -64,7 +64,7 @@ def on_starting(server: Any) -> None:
 
 def child_exit(server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges (in-flight requests, pool use) from the sums."""
-    # Imported here, never at the top: see app/core/server.py on the master and prometheus-client.
+    # Imported here, never at the top: see app/server.py on the master and prometheus-client.
     from prometheus_client import multiprocess  # noqa: PLC0415
 
     multiprocess.mark_process_dead(worker.pid)

@@ -32,7 +32,7 @@ def serve(
 @cli.command()
 def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Apply the Alembic migrations (same as `alembic upgrade head`), on DATABASE_DIRECT_URL."""
-    from app.core import migrations
+    from app import migrations
 
     get_settings()  # refuse bad configuration with one line before Alembic starts
     migrations.upgrade(None, revision)

@@ -18,8 +18,7 @@ from app.core import database, metrics
 from app.core.exceptions import register_exception_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import edge_layers
-from app.core.rate_limit import RateLimiter
-from app.core.rate_limit_middleware import RateLimitMiddleware
+from app.core.rate_limit import RateLimiter, RateLimitMiddleware
 from app.jobs.queue import build_queue
 from app.services import user_service
 

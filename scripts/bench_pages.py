@@ -25,8 +25,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app import migrations
+from app.api.v1 import cursors
 from app.config import load_settings
-from app.core import cursors, migrations
 from app.main import create_app
 from app.models import Item
 from app.models.base import utc_now

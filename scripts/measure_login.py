@@ -18,8 +18,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app import migrations
 from app.config import load_settings
-from app.core import migrations
 from app.main import create_app
 
 PASSWORD = "correct horse battery staple"

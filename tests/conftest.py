@@ -20,8 +20,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from app import migrations
 from app.config import Settings, load_settings
-from app.core import migrations
 from app.main import create_app
 from app.models import Base
 from tests.pgbouncer import ThrowawayPgBouncer, pgbouncer_binary

@@ -14,7 +14,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core import migrations
+from app import migrations
 from app.models import Base
 
 
@@ -50,7 +50,7 @@ import sys
 import sqlalchemy as sa
 from alembic import command
 
-from app.core import migrations
+from app import migrations
 from app.models import Base
 
 database_url, version_path = sys.argv[1:]

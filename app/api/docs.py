@@ -14,11 +14,25 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 from app.dependencies import oauth2_scheme
 
 ASSETS_URL = "/docs/assets"
 TOKEN_ROUTE_NAME = "login"  # noqa: S105 - the token endpoint's route name, no secret
+# Scripts, styles, images and API calls from Keel alone; both UIs draw icons as data: SVGs.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+# ReDoc also writes <style> elements and runs its search in a blob: worker (checked in a real
+# browser by tests/browser/test_docs_page.py).
+REDOC_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; worker-src blob:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 _OWN_ASSETS = Path(__file__).with_name("docs_assets")
 # ReDoc's sidebar footer loads its logo from `location.pathname + "/logo-mini.svg"`.
 _REDOC_LOGO = Path(str(files("fastapi_standalone_docs") / "static" / "redoc" / "logo-mini.svg"))
@@ -52,6 +66,15 @@ def _redoc_page(title: str, openapi_url: str, assets: str) -> str:
     )
 
 
+class DocsAssets(StaticFiles):
+    """The docs' static files, under the docs' CSP."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["Content-Security-Policy"] = DOCS_CSP
+        return response
+
+
 def install_docs(app: FastAPI) -> None:
     """Serve /docs, /redoc and their assets; the app's own `openapi_url` must be set."""
     openapi_path = app.openapi_url
@@ -60,7 +83,7 @@ def install_docs(app: FastAPI) -> None:
     title = escape(app.title)
     app.mount(
         ASSETS_URL,
-        StaticFiles(directory=_OWN_ASSETS, packages=[("fastapi_standalone_docs", "static")]),
+        DocsAssets(directory=_OWN_ASSETS, packages=[("fastapi_standalone_docs", "static")]),
         name="docs-assets",
     )
 
@@ -71,12 +94,14 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         openapi_url, assets = urls(request)
-        return HTMLResponse(_swagger_page(f"{title} - Swagger UI", openapi_url, assets))
+        page = _swagger_page(f"{title} - Swagger UI", openapi_url, assets)
+        return HTMLResponse(page, headers={"Content-Security-Policy": DOCS_CSP})
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         openapi_url, assets = urls(request)
-        return HTMLResponse(_redoc_page(f"{title} - ReDoc", openapi_url, assets))
+        page = _redoc_page(f"{title} - ReDoc", openapi_url, assets)
+        return HTMLResponse(page, headers={"Content-Security-Policy": REDOC_CSP})
 
     @app.get("/redoc/logo-mini.svg", include_in_schema=False)
     async def redoc_logo() -> FileResponse:

@@ -1,4 +1,4 @@
-"""The error envelope, the AppException tree services raise, and the handlers that render them."""
+"""The error envelope (CONTRACT.md section 4), the errors services raise, and their handlers."""
 
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -115,11 +115,7 @@ class ServiceUnavailableError(AppException):
 
 
 class PayloadTooLargeError(StarletteHTTPException):
-    """A request body past `MAX_REQUEST_BODY_BYTES`.
-
-    An HTTPException, not an AppException: FastAPI's body parsing re-raises HTTPExceptions
-    untouched, where any other error while reading the body becomes a 400.
-    """
+    """An HTTPException: FastAPI's body parsing turns any other error into a 400."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"Request body exceeds {limit} bytes")
@@ -129,14 +125,9 @@ def error_envelope(
     status: int, message: str, details: Any = None, error: str | None = None
 ) -> ErrorResponse:
     """The envelope, with the request id the request-id middleware bound for this request."""
-    return ErrorResponse(
-        error=error
-        or ERROR_CODES.get(status)
-        or HTTPStatus(status).phrase.lower().replace(" ", "_"),
-        message=message,
-        details=details,
-        request_id=structlog.contextvars.get_contextvars().get("request_id"),
-    )
+    code = error or ERROR_CODES.get(status) or HTTPStatus(status).phrase.lower().replace(" ", "_")
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return ErrorResponse(error=code, message=message, details=details, request_id=request_id)
 
 
 def error_response(
@@ -188,15 +179,13 @@ async def validation_exception_handler(request: Request, exc: Exception) -> JSON
 
 
 async def integrity_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    # A unique or foreign-key race lost at commit time: the client's request conflicts.
+    """A unique or foreign-key race lost at commit time: the request conflicts."""
     logger.info("integrity_error", error=type(exc).__name__)
     return error_response(409, "The request conflicts with the current state of the resource")
 
 
-# SQLSTATE classes that mean the service cannot reach its data for now: connection exception,
-# insufficient resources, operator intervention (statement timeout, shutdown), transaction
-# rollback (deadlock), and a connection refused for its credentials (28) or database (3D), which
-# no client can fix (the reason is logged by app.core.database).
+# SQLSTATE classes of "the data is out of reach for now": connection, insufficient resources,
+# operator intervention (timeout, shutdown), rollback (deadlock), credentials (28), database (3D).
 OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40", "28", "3D"})
 
 
@@ -215,23 +204,13 @@ async def database_error_handler(request: Request, exc: Exception) -> JSONRespon
     if not is_database_outage(exc):
         return await unhandled_exception_handler(request, exc)
     logger.warning("database_unavailable", error=type(exc).__name__)
-    return error_response(
-        503, "Database unavailable, try again shortly", None, {"Retry-After": "5"}
-    )
+    message = "Database unavailable, try again shortly"
+    return error_response(503, message, None, {"Retry-After": "5"})
 
 
 async def unhandled_exception_handler(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled_exception", exc_info=exc)
     return error_response(500, "Internal server error")
-
-
-async def escaped_exception_response(request: Request, exc: Exception) -> JSONResponse:
-    """The envelope for an exception that escaped the app, raised by a middleware around it."""
-    if isinstance(exc, AppException):
-        return await app_exception_handler(request, exc)
-    if isinstance(exc, StarletteHTTPException):
-        return await http_exception_handler(request, exc)
-    return await unhandled_exception_handler(request, exc)
 
 
 def register_exception_handlers(app: FastAPI) -> None:
@@ -241,6 +220,5 @@ def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, integrity_error_handler)
     for db_error in (DBAPIError, PoolTimeoutError, ConnectionError):
         app.add_exception_handler(db_error, database_error_handler)
-    # Starlette runs this one outside every middleware: the edge answers unexpected errors with
-    # the envelope first, so it only logs what fails after the response has started.
+    # Runs outside every middleware: only what fails after the answer began reaches it.
     app.add_exception_handler(Exception, unhandled_exception_handler)

@@ -1,9 +1,7 @@
 """structlog configuration: one JSON object per line in production, readable lines in development.
 
-structlog's own loggers render with the processors below and write through structlog's
-WriteLogger; the stdlib loggers (uvicorn, gunicorn, libraries) go through structlog's
-ProcessorFormatter with the same processors and renderer, so every line on stderr has one
-shape whatever wrote it.
+The stdlib's loggers (Uvicorn, Gunicorn, libraries) go through structlog's ProcessorFormatter
+with the same processors and renderer: every line on stderr has one shape.
 """
 
 import logging
@@ -21,8 +19,7 @@ from app.config import Settings
 REDACTED: Final = "[REDACTED]"
 # A key containing one of these never has its value written, whoever logs it.
 SENSITIVE_KEY_PARTS: Final = ("password", "token", "secret", "authorization", "cookie", "api_key")
-# The process's descriptor 2, not `sys.stderr`: loggers are cached on first use and keep their
-# file, and test captures swap `sys.stderr` but redirect the descriptor beneath it.
+# Descriptor 2 itself: cached loggers keep their file, and test captures swap `sys.stderr`.
 STDERR: Final = sys.__stderr__ or sys.stderr
 
 
@@ -36,8 +33,7 @@ class StderrLogger(structlog.WriteLogger):
 
 @lru_cache(maxsize=1024)
 def _is_sensitive(key: str) -> bool:
-    lowered = key.lower()
-    return any(part in lowered for part in SENSITIVE_KEY_PARTS)
+    return any(part in key.lower() for part in SENSITIVE_KEY_PARTS)
 
 
 def redact_secrets(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
@@ -58,11 +54,8 @@ def _orjson_dumps(value: Any, **_kwargs: Any) -> str:
 
 
 def configure_logging(settings: Settings) -> None:
-    """Configure structlog and route the stdlib loggers (uvicorn, gunicorn) through it.
-
-    Called in the lifespan: a Gunicorn worker installs its own handlers after forking, and this
-    replaces them.
-    """
+    """Configure structlog and route the stdlib's loggers through it (in the lifespan: after a
+    Gunicorn worker has installed its own handlers)."""
     level = logging.getLevelNamesMapping()[settings.LOG_LEVEL]
     pid = os.getpid()  # this runs in every worker, after the fork
 

@@ -1,12 +1,8 @@
-"""Prometheus metrics, correct under several Gunicorn workers (prometheus-client multiprocess mode).
-
-With `PROMETHEUS_MULTIPROC_DIR` set (gunicorn.conf.py sets it before the workers start), every
-process writes its samples to files there and a scrape merges them; without it, the process's
-default registry is served.
-"""
+"""Prometheus metrics, merged across Gunicorn workers by prometheus-client's multiprocess mode
+when `PROMETHEUS_MULTIPROC_DIR` is set (gunicorn.conf.py sets it before the workers fork)."""
 
 import os
-from time import perf_counter
+from functools import cache
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,19 +16,12 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from app.core.routes import RouteTemplates
 
 UNMATCHED_ROUTE = "<unmatched>"  # one label for every unknown path: raw paths explode cardinality
 OTHER_METHOD = "OTHER"  # clients may send any token as a method; labels stay bounded
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-# Buckets for an API whose requests mostly take milliseconds, with a tail up to the deadline.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-# Status 499 (nginx's convention): the client went away, or the server shut down, before an answer.
-CLIENT_CLOSED = 499
+CLIENT_CLOSED = 499  # nginx's convention: the client (or the server) left before an answer
 
 REQUESTS = Counter("http_requests_total", "HTTP requests answered.", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -94,56 +83,25 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-# Each label set's children, looked up once: `labels()` validates and locks on every call.
-_answered: dict[tuple[str, str | None, int], tuple[Counter, Histogram]] = {}
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
+# Label children looked up once per label set (`labels()` validates and locks on every call).
+@cache
+def in_progress(method: str) -> Gauge:
+    """The in-flight gauge of a method label."""
+    return IN_PROGRESS.labels(method)
+
+
+@cache
+def _answered(method: str, route: str | None, status: int) -> tuple[Counter, Histogram]:
+    labels = (method, route or UNMATCHED_ROUTE, str(status))
+    return REQUESTS.labels(*labels), LATENCY.labels(*labels)
 
 
 def record_request(method: str, route: str | None, status: int, seconds: float) -> None:
     """Count and time one answered request, by method, route template and status."""
-    children = _answered.get((method, route, status))
-    if children is None:
-        labels = (method, route or UNMATCHED_ROUTE, str(status))
-        children = _answered[method, route, status] = (
-            REQUESTS.labels(*labels),
-            LATENCY.labels(*labels),
-        )
-    requests, latency = children
+    requests, latency = _answered(method, route, status)
     requests.inc()
     latency.observe(seconds)
-
-
-class RequestMetricsMiddleware:
-    """Records every request: in flight while it runs, then counted and timed by its answer.
-
-    It sits outside the layers that answer by themselves (CORS, the error envelopes, the body
-    limit, the deadline, the rate limiter), so their 400, 413, 429, 500 and 503 are counted too.
-    """
-
-    def __init__(self, app: ASGIApp, *, route_template: RouteTemplates) -> None:
-        self.app = app
-        self.route_template = route_template
-        self.in_progress: dict[str, Gauge] = {}  # by method label, as `record_request` does
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
-        status = CLIENT_CLOSED  # unless an answer starts
-
-        async def send_recording_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        in_progress = self.in_progress.get(method) or self.in_progress.setdefault(
-            method, IN_PROGRESS.labels(method)
-        )
-        in_progress.inc()
-        start = perf_counter()
-        try:
-            await self.app(scope, receive, send_recording_status)
-        finally:
-            in_progress.dec()
-            record_request(method, self.route_template(scope), status, perf_counter() - start)

@@ -1,7 +1,4 @@
-"""The edge: the pure-ASGI layers every request passes through, one concern each.
-
-`create_app` installs them in the order `edge_layers` lists, with the rate limiter just inside.
-"""
+"""The edge: pure-ASGI layers every request passes through, one concern each (CONTRACT.md 4-5)."""
 
 import asyncio
 import re
@@ -10,21 +7,27 @@ from time import perf_counter
 from typing import Final
 
 import structlog
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.config import Settings
-from app.core.cors import EnvelopeCORSMiddleware
+from app.core import metrics
 from app.core.exceptions import (
+    AppException,
     BadRequestError,
     PayloadTooLargeError,
     ServiceUnavailableError,
-    escaped_exception_response,
+    app_exception_handler,
+    error_response,
+    http_exception_handler,
+    unhandled_exception_handler,
 )
-from app.core.headers import ResponseHeadersMiddleware
-from app.core.metrics import RequestMetricsMiddleware
 from app.core.routes import RouteTemplates
 
 logger = structlog.get_logger("app.edge")
@@ -32,6 +35,24 @@ access_logger = structlog.get_logger("app.access")
 
 VALID_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 MAX_LOGGED_PATH: Final = 256
+API_CSP: Final = "default-src 'none'; frame-ancestors 'none'"  # the docs set their own
+PERMISSIONS_POLICY: Final = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+    "microphone=(), payment=(), usb=()"
+)
+CORS_METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+CORS_HEADERS: Final = ("Authorization", "Content-Type", "X-Request-ID")
+# Headers a browser script may read from a cross-origin answer.
+CORS_EXPOSED_HEADERS: Final = (
+    "X-Request-ID",
+    "X-Response-Time",
+    "Location",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "RateLimit",
+    "RateLimit-Policy",
+)
 
 
 def new_request_id() -> str:
@@ -44,12 +65,13 @@ def client_ip(scope: Scope) -> str:
     return client[0] if client else "unknown"
 
 
-class RequestIdMiddleware:
-    """`X-Request-ID`: the caller's when it is safe to echo and log, a fresh UUID otherwise.
+def last_header(scope: Scope, name: bytes) -> bytes | None:
+    """A request header's value; of a repeated one, the last."""
+    return dict(scope["headers"]).get(name)
 
-    Bound to structlog's context for every log line of the request (and the error envelope's
-    `request_id`), and echoed on the answer.
-    """
+
+class RequestIdMiddleware:
+    """`X-Request-ID`: the caller's when safe to echo, else a UUID; bound to the log context."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -58,7 +80,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id")  # a repeated header: the last
+        incoming = last_header(scope, b"x-request-id")
         if incoming is not None and VALID_REQUEST_ID.fullmatch(incoming):
             request_id = incoming.decode("ascii")
         else:
@@ -70,7 +92,7 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        structlog.contextvars.clear_contextvars()  # the log context starts empty for each request
+        structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
@@ -78,16 +100,16 @@ class RequestIdMiddleware:
             structlog.contextvars.clear_contextvars()
 
 
-class AccessLogMiddleware:
-    """One line per request: method, route template, status, duration and client address.
+class RequestRecordMiddleware:
+    """Records each request as it ends: its access log line and its Prometheus metrics.
 
-    The request id and user id come from the log context. The concrete path is logged only when
-    no route matched (it may carry ids or tokens otherwise); status is null when no answer began.
+    By route template; the concrete path (which may carry ids) only when no route matched.
+    No answer begun: status null in the log, 499 in the metrics.
     """
 
-    def __init__(self, app: ASGIApp, *, route_template: RouteTemplates) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.route_template = route_template
+        self.route_template = RouteTemplates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,56 +123,115 @@ class AccessLogMiddleware:
                 status = message["status"]
             await send(message)
 
+        method = metrics.method_label(scope["method"])
+        in_progress = metrics.in_progress(method)
+        in_progress.inc()
         start = perf_counter()
         try:
             await self.app(scope, receive, send_recording_status)
         finally:
+            in_progress.dec()
+            seconds = perf_counter() - start
             route = self.route_template(scope)
+            answered = metrics.CLIENT_CLOSED if status is None else status
+            metrics.record_request(method, route, answered, seconds)
             access_logger.info(
                 "request",
                 method=scope["method"],
                 route=route,
                 path=None if route else scope["path"][:MAX_LOGGED_PATH],
                 status=status,
-                duration_ms=round((perf_counter() - start) * 1000, 2),
+                duration_ms=round(seconds * 1000, 2),
                 client_ip=client_ip(scope),
             )
 
 
-class ErrorEnvelopeMiddleware:
-    """Answers an exception raised inside it with the error envelope (500 when unexpected).
+class ResponseHeadersMiddleware:
+    """Security headers, CSP, `X-Response-Time`, and `Cache-Control: no-store` on API answers.
 
-    Starlette's own ServerErrorMiddleware sits outside every user middleware, so its 500 would
-    miss the request id, the security and the CORS headers. Once the answer has begun, only the
-    server can end it: the exception goes on.
+    A header the app set itself (the docs' CSP, its own Cache-Control) is kept; `Server` goes.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
+        headers = {
+            "x-content-type-options": "nosniff",
+            "x-frame-options": "DENY",
+            "referrer-policy": "no-referrer",
+            "cross-origin-opener-policy": "same-origin",
+            "permissions-policy": PERMISSIONS_POLICY,
+            "x-xss-protection": "0",  # OWASP: the old auditor's `1; mode=block` can cause XSS
+            "content-security-policy": API_CSP,
+        }
+        if settings.HSTS_SECONDS > 0:
+            hsts = f"max-age={settings.HSTS_SECONDS}; includeSubDomains"
+            headers["strict-transport-security"] = hsts
+        self.headers = [(name.encode(), value.encode()) for name, value in headers.items()]
+        self.private_prefix = settings.API_V1_PREFIX + "/"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
+        start = perf_counter()
+        path: str = scope["path"]
+        extra = self.headers
+        # API and credentialed answers are per caller: no browser or proxy may store them.
+        if path.startswith(self.private_prefix) or any(
+            name in (b"authorization", b"cookie") for name, _ in scope["headers"]
+        ):
+            extra = [*self.headers, (b"cache-control", b"no-store")]
 
-        async def send_recording_start(message: Message) -> None:
-            nonlocal started
-            started = True
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", ()) if h[0] != b"server"]
+                present = {name for name, _ in headers}
+                elapsed = f"{(perf_counter() - start) * 1000:.2f}ms".encode()
+                message["headers"] = [
+                    *headers,
+                    *(h for h in extra if h[0] not in present),
+                    (b"x-response-time", elapsed),
+                ]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_recording_start)
-        except Exception as exc:
-            if started:
-                raise
-            response = await escaped_exception_response(Request(scope), exc)
-            await response(scope, receive, send)
+        await self.app(scope, receive, send_with_headers)
+
+
+class EnvelopeCORSMiddleware(CORSMiddleware):
+    """Starlette's CORSMiddleware for `CORS_ORIGINS`; a refused preflight is the 400 envelope."""
+
+    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
+        super().__init__(
+            app,
+            allow_origins=settings.CORS_ORIGINS,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_HEADERS,
+            # Browsers refuse `*` with credentials; echoing any origin would leak the session.
+            allow_credentials="*" not in settings.CORS_ORIGINS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Starlette adds `Vary: Origin` to every answer: needed only when some origin is allowed.
+        if self.allow_origins or any(name == b"origin" for name, _ in scope.get("headers", ())):
+            await super().__call__(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        entity = ("content-length", "content-type")
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in entity}
+        message = bytes(response.body).decode()  # e.g. "Disallowed CORS origin, method"
+        return error_response(400, message, None, headers)
 
 
 class BodyLimitMiddleware:
-    """Refuses bodies over `MAX_REQUEST_BODY_BYTES` with 413: by `Content-Length` before a byte
-    is read, and by counting what arrives (chunked bodies declare no length)."""
+    """413 for a body over `MAX_REQUEST_BODY_BYTES`: by `Content-Length` before it is read, and
+    by counting what arrives (a chunked body declares no length)."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -160,7 +241,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = last_header(scope, b"content-length")
         if declared is not None and not declared.isdigit():
             raise BadRequestError("Invalid Content-Length header")
         if declared is not None and int(declared) > self.limit:
@@ -201,27 +282,33 @@ class DeadlineMiddleware:
             raise ServiceUnavailableError("The request took too long and was cancelled") from None
 
 
+EDGE_ERROR_HANDLERS: Final = {
+    AppException: app_exception_handler,
+    HTTPException: http_exception_handler,
+    Exception: unhandled_exception_handler,
+}
+
+
 def edge_layers(settings: Settings) -> list[Middleware]:
     """The edge, outermost first. Each layer sees the answers of the layers inside it."""
-    route_template = RouteTemplates()
     proxies = [str(network) for network in settings.TRUSTED_PROXIES]
     return [
-        # X-Forwarded-For/-Proto believed from these peers only; every server leaves them alone.
+        # X-Forwarded-For/-Proto believed from these peers only; the servers leave them alone.
         *([Middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)] if proxies else []),
         Middleware(RequestIdMiddleware),
-        Middleware(AccessLogMiddleware, route_template=route_template),
-        Middleware(RequestMetricsMiddleware, route_template=route_template),
+        Middleware(RequestRecordMiddleware),
         Middleware(ResponseHeadersMiddleware, settings=settings),
         Middleware(EnvelopeCORSMiddleware, settings=settings),
-        # The layers below answer by raising; this one renders their envelopes.
-        Middleware(ErrorEnvelopeMiddleware),
+        # What the layers below raise, as its envelope; anything unexpected as the 500 one. (The
+        # app's own 500 comes from outside every middleware: no request id or CORS headers.)
+        Middleware(ExceptionMiddleware, handlers=EDGE_ERROR_HANDLERS),
         Middleware(BodyLimitMiddleware, max_body_bytes=settings.MAX_REQUEST_BODY_BYTES),
         Middleware(DeadlineMiddleware, timeout_seconds=settings.REQUEST_TIMEOUT_SECONDS),
     ]
 
 
 class EdgeMiddleware:
-    """The edge layers around any ASGI app, as one ASGI app."""
+    """The edge layers around any ASGI app, as one ASGI app (for tests and other apps)."""
 
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         for cls, args, kwargs in reversed(edge_layers(settings)):

@@ -1,41 +1,52 @@
-"""Rate limits: fixed windows counted in `limits`' storage, Redis when configured, memory otherwise.
-
-Each hit is one atomic increment (`Storage.incr`: one Lua script on Redis) of the counter of the
-current window; the count it returns is all the answer needs (remaining = limit - count, reset =
-the window's end), so a request costs one Redis round trip. `limits`' own strategies need two
-(`hit`, then `get_window_stats`), and the two are not atomic together. Windows are aligned on the
-clock (`time // window`), so every worker and replica counts into the same key.
-
-With `REDIS_URL` every worker and replica shares one counter per key. When Redis fails, each
-process falls back to its own in-memory counters with the same quotas (so the auth endpoints keep
-their strict cap), logs it at most once per interval, never answers 500, and tries Redis again
-after a short pause.
-"""
+"""Rate limits (CONTRACT.md section 6): fixed windows aligned on the clock, counted in Redis
+(one atomic `incr` shared by every worker and replica) or, without Redis or while it fails, in
+the process's memory with the same quotas."""
 
 import asyncio
+import hashlib
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
+from ipaddress import IPv6Address, IPv6Network, ip_address
 from typing import Final
 
+import orjson
 import structlog
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from starlette.datastructures import Headers
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
+from app.core import metrics
+from app.core.exceptions import error_response
+from app.core.middleware import client_ip
+from app.core.security import request_access_claims
 
 logger = structlog.get_logger("app.rate_limit")
 
 KEY_PREFIX: Final = "keel:rl"
-# Redis answers in well under a millisecond; waiting longer only delays the fallback.
-REDIS_TIMEOUT_SECONDS: Final = 0.5
+REDIS_TIMEOUT_SECONDS: Final = 0.5  # Redis answers in well under a millisecond
 REDIS_MAX_CONNECTIONS: Final = 64
-# After a Redis failure, the memory counters serve for this long before Redis is tried again.
-REDIS_RETRY_AFTER_SECONDS: Final = 5.0
+REDIS_RETRY_AFTER_SECONDS: Final = 5.0  # the memory counters serve this long after a failure
 OUTAGE_LOG_INTERVAL_SECONDS: Final = 60.0
+MAX_LOGIN_FORM_FIELDS: Final = 16
+EXEMPT_PREFIXES: Final = ("/health/", "/docs/", "/redoc/", "/metrics/")
+# The routes under `{API_V1_PREFIX}/auth/` that count against the stricter auth quota.
+AUTH_ROUTES: Final = (
+    "token",
+    "register",
+    "password-reset",
+    "password-reset/confirm",
+    "verify-email",
+    "verify-email/resend",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,72 +100,69 @@ class RateLimiter:
         self.auth = Policy.per_window(
             "auth", settings.AUTH_RATE_LIMIT_REQUESTS, settings.AUTH_RATE_LIMIT_WINDOW_SECONDS
         )
-        self._redis_url = settings.REDIS_URL
-        self._memory = MemoryStorage()
-        self._redis: Redis | None = None
-        self._shared: RedisStorage | None = None
-        self._redis_down_until = 0.0
-        self._outage_logged_at = -math.inf
+        self.redis_url = settings.REDIS_URL
+        self.memory = MemoryStorage()
+        self.pool: BlockingConnectionPool | None = None
+        self.shared: RedisStorage | None = None
+        self.redis_down_until = 0.0
+        self.outage_logged_at = -math.inf
 
     @property
     def backend(self) -> str:
-        return "redis" if self._shared is not None else "memory"
+        return "redis" if self.shared is not None else "memory"
 
     async def open(self) -> None:
         """Create the Redis client (no connection is made until the first hit)."""
-        if not self._redis_url:
+        if not self.redis_url:
             return
-        pool = BlockingConnectionPool.from_url(
-            self._redis_url,
+        self.pool = BlockingConnectionPool.from_url(
+            self.redis_url,
             max_connections=REDIS_MAX_CONNECTIONS,
             timeout=REDIS_TIMEOUT_SECONDS,
             socket_timeout=REDIS_TIMEOUT_SECONDS,
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
             retry=Retry(NoBackoff(), 0),  # fail fast: the fallback is the retry
         )
-        self._redis = Redis(connection_pool=pool)
-        self._shared = RedisStorage(
-            f"async+{self._redis_url}",
+        self.shared = RedisStorage(
+            f"async+{self.redis_url}",
             wrap_exceptions=True,
             implementation="redispy",
             key_prefix=KEY_PREFIX,
-            connection_pool=pool,  # type: ignore[arg-type]  # typed narrower than accepted
+            connection_pool=self.pool,  # type: ignore[arg-type]  # typed narrower than accepted
         )
 
     async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-            await self._redis.connection_pool.aclose()
-            self._redis = None
-            self._shared = None
-        timer = self._memory.timer
+        if self.pool is not None:
+            await self.pool.aclose()
+            self.pool = self.shared = None
+        timer = self.memory.timer
         if timer is not None and not timer.done():
             timer.cancel()
 
     async def ping(self, within_seconds: float) -> float:
         """Redis round-trip time in milliseconds (for /health); raises when Redis is down."""
-        if self._redis is None:
-            raise RuntimeError("Redis is not configured")
+        start = time.perf_counter()
         async with asyncio.timeout(within_seconds):
-            start = time.perf_counter()
-            await self._redis.ping()  # type: ignore[misc]  # redis-py types sync and async as one
-            return (time.perf_counter() - start) * 1000
+            if self.shared is None or not await self.shared.check():
+                raise RuntimeError("Redis is not configured or does not answer")
+        return (time.perf_counter() - start) * 1000
 
     async def hit(self, policy: Policy, *key: str) -> Decision:
         """Count one request against `policy` for `key`, and say whether it may proceed."""
-        shared = self._shared
-        if shared is not None and time.monotonic() >= self._redis_down_until:
+        if self.shared is not None and time.monotonic() >= self.redis_down_until:
             try:
-                decision = await self._hit(shared, policy, key)
+                decision = await self.count(self.shared, policy, key)
             except Exception as exc:  # StorageError, a timeout, a full pool: all mean "down"
-                self._redis_failed(exc)
+                self.redis_failed(exc)
             else:
-                self._redis_ok()
+                if self.outage_logged_at != -math.inf:
+                    self.outage_logged_at = -math.inf
+                    logger.info("rate_limit_redis_recovered")
                 return decision
-        return await self._hit(self._memory, policy, key)
+        return await self.count(self.memory, policy, key)
 
     @staticmethod
-    async def _hit(storage: Storage, policy: Policy, key: tuple[str, ...]) -> Decision:
+    async def count(storage: Storage, policy: Policy, key: tuple[str, ...]) -> Decision:
         """One atomic increment of this window's counter; refused hits count too."""
         window = policy.window_seconds
         now = time.time()
@@ -163,11 +171,11 @@ class RateLimiter:
         reset = max(1, math.ceil((number + 1) * window - now))
         return Decision(policy, count <= policy.limit, max(0, policy.limit - count), reset)
 
-    def _redis_failed(self, exc: Exception) -> None:
+    def redis_failed(self, exc: Exception) -> None:
         now = time.monotonic()
-        self._redis_down_until = now + REDIS_RETRY_AFTER_SECONDS
-        if now - self._outage_logged_at >= OUTAGE_LOG_INTERVAL_SECONDS:
-            self._outage_logged_at = now
+        self.redis_down_until = now + REDIS_RETRY_AFTER_SECONDS
+        if now - self.outage_logged_at >= OUTAGE_LOG_INTERVAL_SECONDS:
+            self.outage_logged_at = now
             logger.warning(
                 "rate_limit_redis_unavailable",
                 error=type(exc).__name__,
@@ -175,7 +183,138 @@ class RateLimiter:
                 retry_after_seconds=REDIS_RETRY_AFTER_SECONDS,
             )
 
-    def _redis_ok(self) -> None:
-        if self._outage_logged_at != -math.inf:
-            self._outage_logged_at = -math.inf
-            logger.info("rate_limit_redis_recovered")
+
+def ip_key(ip: str) -> str:
+    """IPv6 clients are keyed by their /64: one host usually owns the whole prefix."""
+    try:
+        address = ip_address(ip)
+    except ValueError:
+        return ip
+    if not isinstance(address, IPv6Address):
+        return ip
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(IPv6Network((address, 64), strict=False))
+
+
+def account_key(username: str) -> str:
+    """A digest, so that Redis never holds the email addresses being tried."""
+    return hashlib.blake2b(username.strip().lower().encode(), digest_size=16).hexdigest()
+
+
+async def form_username(headers: Headers, body: bytes) -> str | None:
+    """The `username` field of a login form, parsed by Starlette as the endpoint will parse it."""
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    request = Request({"type": "http", "headers": headers.raw}, receive)
+    try:
+        form = await request.form(max_files=0, max_fields=MAX_LOGIN_FORM_FIELDS)
+    except MultiPartException:
+        return None
+    value = form.get("username")
+    return value if isinstance(value, str) else None
+
+
+def json_email(body: bytes) -> str | None:
+    """The `email` field of a JSON body, if it has one (the endpoint validates it properly)."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    email = value.get("email") if isinstance(value, dict) else None
+    return email if isinstance(email, str) else None
+
+
+async def read_body(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole body (the body limit outside bounds it), and a `receive` that replays it."""
+    messages: deque[Message] = deque()
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break  # the end of the body, or the client went away: the endpoint sees the same
+    body = b"".join(message.get("body", b"") for message in messages)
+
+    async def replay() -> Message:
+        return messages.popleft() if messages else await receive()
+
+    return body, replay
+
+
+class RateLimitMiddleware:
+    """Counts each request against its quota; a refused one is the 429 envelope.
+
+    Default quota: by user id when the bearer token is valid (`request_access_claims` verifies
+    it once for the rate limiter and authentication), by client IP otherwise. The auth routes:
+    the auth quota by IP, and by the account they name too (the tighter one wins).
+    """
+
+    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, settings: Settings) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.settings = settings
+        prefix = settings.API_V1_PREFIX
+        self.auth_endpoints = {
+            f"{prefix}/auth/{route}": route.replace("/", "-") for route in AUTH_ROUTES
+        }
+        self.exempt = {"/health", "/metrics", "/docs", "/redoc", f"{prefix}/openapi.json"}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"] if scope["type"] == "http" else ""
+        if not path or path in self.exempt or path.startswith(EXEMPT_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        ip = ip_key(client_ip(scope))
+        endpoint = self.auth_endpoints.get(path) if scope["method"] == "POST" else None
+        if endpoint is not None:
+            decision, receive = await self.auth_decision(scope, receive, endpoint, ip)
+        elif (claims := request_access_claims(scope, self.settings)) is not None:
+            user_id = str(claims.user_id)
+            structlog.contextvars.bind_contextvars(user_id=user_id)  # for the access line
+            decision = await self.limiter.hit(self.limiter.default, "user", user_id)
+        else:
+            decision = await self.limiter.hit(self.limiter.default, "ip", ip)
+
+        if not decision.allowed:
+            logger.info("rate_limited", policy=decision.policy.name, path=path)
+            metrics.record_rate_limited(decision.policy.name)
+            response = error_response(
+                429, "Too many requests, retry later", None, decision.headers()
+            )
+            await response(scope, receive, send)
+            return
+
+        budget = [(name.encode(), value.encode()) for name, value in decision.headers().items()]
+
+        async def send_with_budget(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *budget]
+            await send(message)
+
+        await self.app(scope, receive, send_with_budget)
+
+    async def auth_decision(
+        self, scope: Scope, receive: Receive, endpoint: str, ip: str
+    ) -> tuple[Decision, Receive]:
+        limiter = self.limiter
+        decision = await limiter.hit(limiter.auth, endpoint, "ip", ip)
+        if not decision.allowed:
+            return decision, receive
+        account: str | None = None
+        if endpoint in ("token", "password-reset"):
+            body, receive = await read_body(receive)
+            if endpoint == "token":
+                name = await form_username(Headers(scope=scope), body)
+            else:
+                name = json_email(body)
+            account = account_key(name) if name else None
+        elif endpoint == "verify-email-resend":
+            claims = request_access_claims(scope, self.settings)
+            account = str(claims.user_id) if claims is not None else None
+        if account is not None:
+            by_account = await limiter.hit(limiter.auth, endpoint, "account", account)
+            if not by_account.allowed or by_account.remaining < decision.remaining:
+                decision = by_account
+        return decision, receive

@@ -15,11 +15,9 @@ FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 class RouteTemplates:
     """The full template of the route that answered (`/api/v1/items/{item_id}`), or None.
 
-    For logs and metric labels, which must never carry the concrete path. Since FastAPI 0.16x,
-    `scope["route"]` is the route as declared in its router, without the prefixes it was
-    included under; the app's route contexts carry the full path. Each route is looked up once.
-    Routes are not hashable: the cache is keyed by `id()` and keeps the route itself, so an id
-    reused by a later route is never mistaken for the one that held it.
+    For logs and metric labels, never the concrete path. `scope["route"]` is the route as its
+    router declared it, without the prefixes it was included under: the app's route contexts
+    have the full path. Looked up once per route (kept beside its `id()`: routes are unhashable).
     """
 
     def __init__(self) -> None:
@@ -48,10 +46,7 @@ def _path_regex(path: str) -> re.Pattern[str]:
 
 
 def allowed_methods(app: Any, path: str) -> list[str]:
-    """Every method the path supports, across all the routes that share it (for `Allow`).
-
-    Starlette's own 405 lists only the methods of the first route that matched the path.
-    """
+    """Every method of every route with this path, for `Allow` (Starlette's has the first's)."""
     methods: set[str] = set()
     for route in iter_route_contexts(app.routes):
         if route.path and route.methods and _path_regex(route.path).match(path):

@@ -1,7 +1,6 @@
 """Password hashing (Argon2id, off the event loop) and JWT issue/verify.
 
-Revocation lives in the database (a `sessions` row that every access token names), so a logout
-or a password change takes effect at once on every worker and replica.
+Revocation lives in the database (the `sessions` row every access token names).
 """
 
 import secrets
@@ -22,14 +21,11 @@ from app.config import Settings
 
 TokenType = Literal["access", "refresh"]
 
-# OWASP's Argon2id baseline (m=19 MiB, t=2, p=1): one hash is ~20 ms of one core here, and p=1
-# keeps a login storm from occupying every core at once.
+# OWASP's Argon2id baseline (m=19 MiB, t=2, p=1: a login storm cannot occupy every core).
 password_hash = PasswordHash(
     (Argon2Hasher(time_cost=2, memory_cost=19_456, parallelism=1, hash_len=32, salt_len=16),)
 )
-# Hashing runs in worker threads; at most this many at once, so logins cannot starve the
-# thread pool that other blocking work shares.
-MAX_CONCURRENT_HASHES = 4
+MAX_CONCURRENT_HASHES = 4  # hashing threads at once: logins leave the thread pool to others
 _jwt = jwt.PyJWT(options={"enforce_minimum_key_length": True})
 
 
@@ -50,8 +46,7 @@ async def hash_password(password: str) -> str:
 async def verify_password(password: str, hashed: str | None) -> tuple[bool, str | None]:
     """(matches, new hash when the stored one uses outdated parameters).
 
-    With `hashed=None` (unknown account) a dummy hash is verified, so the answer takes as long
-    as for a real account and cannot reveal which emails exist.
+    With `hashed=None` (unknown account) a dummy hash is verified: the time reveals nothing.
     """
 
     def verify() -> tuple[bool, str | None]:
@@ -133,10 +128,8 @@ def decode_token(settings: Settings, token: str, token_type: TokenType) -> Token
 def request_access_claims(scope: Scope, settings: Settings) -> TokenClaims | None:
     """The claims of a valid access token in the request's `Authorization: Bearer`, else None.
 
-    Signature and expiry only (no database): enough to key a rate limit by user; whether the
-    session is still live is for the authentication dependency to check. Verified once per
-    request and kept in the scope: the rate limiter asks first, and authentication gets the same
-    answer, whichever of them runs first.
+    Signature and expiry only (no database): whether the session is live is for authentication
+    to check. Kept in the scope, so the rate limiter and authentication verify the token once.
     """
     if ACCESS_CLAIMS_KEY not in scope:
         authorization = Headers(scope=scope).get("authorization")

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.core.cursors import Position
 from app.models.base import OwnedResource, utc_now
 from app.repositories import pages
+from app.repositories.pages import Position
 
 M = TypeVar("M", bound=OwnedResource)
 Owner = uuid.UUID | None  # None: every owner (superusers only)

@@ -6,16 +6,24 @@ through the index on those columns, so a deep page costs what the first one does
 take their values as bound parameters, so a repository builds each one once, at import.
 """
 
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.core.cursors import Position
 from app.models.base import Record
 from app.repositories.driver import DriverQuery
+
+
+class Position(NamedTuple):
+    """Where a keyset page starts: after the row with this `(created_at, id)`."""
+
+    created_at: datetime
+    id: uuid.UUID
 
 
 class PageRows(NamedTuple):

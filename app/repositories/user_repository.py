@@ -7,9 +7,9 @@ import sqlalchemy as sa
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.core.cursors import Position
 from app.models import User
 from app.repositories import pages
+from app.repositories.pages import Position
 
 
 async def get(session: AsyncSession, user_id: uuid.UUID) -> User | None:

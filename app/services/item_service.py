@@ -8,11 +8,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.core.cursors import Position
 from app.models import Item, User
 from app.repositories import item_repository
 from app.repositories.owned import Versions
-from app.repositories.pages import PageRows
+from app.repositories.pages import PageRows, Position
 from app.services import owned_resources
 
 

@@ -9,13 +9,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.core.cursors import Position
 from app.core.exceptions import AppException, NotFoundError, PreconditionFailedError
 from app.models import User
 from app.models.base import OwnedResource
 from app.repositories import owned
 from app.repositories.owned import OwnedPages, Versions
-from app.repositories.pages import PageRows
+from app.repositories.pages import PageRows, Position
 
 M = TypeVar("M", bound=OwnedResource)
 

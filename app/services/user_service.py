@@ -7,12 +7,11 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from app.core.cursors import Position
 from app.core.exceptions import ConflictError, ForbiddenError, NotFoundError
 from app.core.security import hash_password, verify_password
 from app.models import User
 from app.repositories import account_token_repository, session_repository, user_repository
-from app.repositories.pages import PageRows
+from app.repositories.pages import PageRows, Position
 
 logger = structlog.get_logger("app.users")
 

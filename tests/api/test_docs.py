@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.api.docs import DOCS_CSP, REDOC_CSP
 from app.config import Settings
-from app.core.headers import DOCS_CSP, REDOC_CSP
 
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
 

@@ -6,8 +6,7 @@ import pytest
 from starlette.datastructures import Headers
 
 from app.config import Settings
-from app.core.rate_limit import RateLimiter
-from app.core.rate_limit_middleware import RateLimitMiddleware, account_key, form_username
+from app.core.rate_limit import RateLimiter, RateLimitMiddleware, account_key, form_username
 
 URLENCODED = b"grant_type=password&username=Ann%40Example.com&password=p%40ss+word"
 MULTIPART = (

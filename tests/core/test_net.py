@@ -8,7 +8,7 @@ import pytest
 
 from app.config import Settings
 from app.core.middleware import EdgeMiddleware, client_ip
-from app.core.rate_limit_middleware import ip_key
+from app.core.rate_limit import ip_key
 
 PROXIES = "10.0.0.0/8,fd00::/8"
 

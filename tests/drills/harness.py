@@ -17,7 +17,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.core import migrations
+from app import migrations
 from tests.drills.load import Load, Probes, Record, Recorder
 from tests.drills.services import PORTS, ThrowawayPostgres, ThrowawayRedis
 from tests.ops.gunicorn_process import Gunicorn, running_gunicorn

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from app.core import migrations
+from app import migrations
 from tests import servers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

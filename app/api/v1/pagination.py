@@ -6,8 +6,8 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
 
-from app.core import cursors
-from app.core.cursors import InvalidCursorError, Position
+from app.api.v1 import cursors
+from app.api.v1.cursors import InvalidCursorError, Position
 from app.repositories.pages import PageRows
 
 CursorQuery = Annotated[

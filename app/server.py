@@ -1,11 +1,13 @@
-"""Gunicorn machinery that gunicorn.conf.py wires in: the worker class, sizing, logs, metrics dir.
+"""What gunicorn.conf.py wires in: the worker class, the worker count, logs, the metrics dir.
 
-Nothing here imports prometheus-client: the master must not load it before
-`PROMETHEUS_MULTIPROC_DIR` is set, or forked workers would inherit single-process values.
+Nothing here imports prometheus-client: loaded in the master before `PROMETHEUS_MULTIPROC_DIR`
+is set, it would hand the forked workers single-process metrics.
 """
 
+import asyncio
 import math
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -23,27 +25,20 @@ from app.config import Settings
 CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
 CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
-# Time left, after Uvicorn stops waiting for stuck requests, for the lifespan shutdown to run
-# before Gunicorn's graceful_timeout expires and the master kills the worker.
+# Left for the lifespan shutdown between Uvicorn giving up on stuck requests and Gunicorn's kill.
 SHUTDOWN_MARGIN_SECONDS = 2
 
 
-def mark_draining(app: object) -> None:
-    """Make `/health/ready` answer 503 from now on (it reads `app.state.draining`)."""
-    state = getattr(app, "state", None)
-    if state is not None:
-        state.draining = True
-
-
 class DrainingServer(Server):
-    """A Uvicorn server that marks the app draining the moment SIGTERM (or SIGINT) lands.
+    """A Uvicorn server that makes `/health/ready` answer 503 as soon as SIGTERM lands.
 
-    Uvicorn itself only tells the app at lifespan shutdown, after every in-flight request
-    has finished: far too late for a readiness probe.
+    Uvicorn itself tells the app only at lifespan shutdown, after the last in-flight request.
     """
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        mark_draining(self.config.app)
+        state = getattr(self.config.app, "state", None)
+        if state is not None:
+            state.draining = True
         super().handle_exit(sig, frame)
 
 
@@ -59,28 +54,28 @@ class KeelWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn-worker ships n
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # uvicorn-worker leaves Uvicorn waiting forever; Gunicorn would then SIGKILL the worker
-        # at graceful_timeout, skipping the lifespan shutdown (pools closed, logs flushed).
+        # Uvicorn would wait for stuck requests until Gunicorn's kill skips the lifespan shutdown.
         config: Config = self.config
         graceful = int(self.cfg.graceful_timeout)
         config.timeout_graceful_shutdown = max(graceful - SHUTDOWN_MARGIN_SECONDS, 1)
 
-    async def _serve(self) -> None:
-        # UvicornWorker._serve with DrainingServer in place of Server.
+    def run(self) -> None:
+        with asyncio.Runner(loop_factory=self.config.get_loop_factory()) as runner:
+            runner.run(self.serve())
+
+    async def serve(self) -> None:
+        """UvicornWorker's own serving, with a DrainingServer."""
         self.config.app = self.wsgi
         server = DrainingServer(config=self.config)
-        self._install_sigquit_handler()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGQUIT, self.handle_exit, signal.SIGQUIT, None)
         await server.serve(sockets=self.sockets)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
 
 def available_cpus() -> int:
-    """CPUs this process may really use: its affinity mask, capped by a cgroup CPU quota.
-
-    `os.cpu_count()` reports the host's CPUs, so a container limited to 2 CPUs on a 64-core
-    node would start 64 workers (and 64 database pools).
-    """
+    """CPUs this process may use: its affinity mask, capped by a cgroup quota (not the host's)."""
     try:
         count = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -109,7 +104,7 @@ def cgroup_cpu_quota() -> float | None:
 def prepare_metrics_dir() -> tuple[Path, bool]:
     """Point `PROMETHEUS_MULTIPROC_DIR` at an empty directory; True when this call created it.
 
-    Files left by a previous run would be summed into this run's counters, so they go.
+    A previous run's files would be summed into this run's counters.
     """
     configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not configured:
@@ -124,11 +119,7 @@ def prepare_metrics_dir() -> tuple[Path, bool]:
 
 
 def log_config(settings: Settings) -> dict[str, Any]:
-    """`logconfig_dict` putting Gunicorn's own lines (master and workers) in JSON, or {}.
-
-    The app's lifespan reconfigures logging in each worker once it starts; this covers the
-    master and each worker's boot. Console format keeps Gunicorn's readable default.
-    """
+    """`logconfig_dict` for Gunicorn's own lines in JSON (until each worker's lifespan), or {}."""
     if settings.log_format != "json":
         return {}
     pre_chain: list[Any] = [

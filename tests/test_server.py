@@ -1,4 +1,4 @@
-"""The Gunicorn machinery in app/core/server.py, piece by piece (the real thing: tests/ops)."""
+"""The Gunicorn machinery in app/server.py, piece by piece (the real thing: tests/ops)."""
 
 import logging
 import os
@@ -13,8 +13,8 @@ from gunicorn.config import Config as GunicornConfig
 from gunicorn.glogging import Logger
 from uvicorn.config import Config
 
-from app.core import server
-from app.core.server import DrainingServer, KeelWorker
+from app import server
+from app.server import DrainingServer, KeelWorker
 
 
 async def test_sigterm_turns_readiness_503_at_once(app: FastAPI, client: httpx.AsyncClient) -> None:

@@ -12,7 +12,10 @@ import hashlib
 import hmac
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+
+from app.repositories.pages import Position
+
+__all__ = ["MAX_CURSOR_LENGTH", "InvalidCursorError", "Position", "decode", "encode"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TAG_BYTES = 18  # 144 bits: base64 without padding bits, so no two spellings decode alike
@@ -21,11 +24,6 @@ MAX_CURSOR_LENGTH = 200
 
 class InvalidCursorError(ValueError):
     """Not a cursor this service issued for this collection."""
-
-
-class Position(NamedTuple):
-    created_at: datetime
-    id: uuid.UUID
 
 
 def _b64(raw: bytes) -> str:
