@@ -2,7 +2,6 @@
 
 import asyncio
 import time
-from collections.abc import Sequence
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -16,16 +15,14 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, Pool
+from sqlalchemy.sql.expression import UpdateBase
 
 from app.config import Settings
 
-# asyncpg's and SQLAlchemy's own default: prepared statements kept per connection.
-DEFAULT_STATEMENT_CACHE_SIZE = 100
-# SQLSTATEs with which a server or pooler refuses a connection for a reason that is not an outage:
-# authorization (28), unknown database (3D), bad parameter (22, 42), and protocol violation
-# (08P01: PgBouncer's "unsupported startup parameter", "no such database", ...).
+DEFAULT_STATEMENT_CACHE_SIZE = 100  # asyncpg's and SQLAlchemy's own default
+# A connection refused for a reason that is not an outage: authorization (28), unknown database
+# (3D), bad parameter (22, 42), and protocol violation (08P01: PgBouncer's refusals).
 REFUSED_CLASSES = frozenset({"28", "3D", "22", "42"})
 REPEAT = 60.0  # seconds before the same refusal is logged again
 # A prepared statement missing or already there: caches kept through a transaction pooler.
@@ -49,9 +46,8 @@ def create_engine(settings: Settings, *, direct: bool = False) -> AsyncEngine:
         pool_size=settings.DATABASE_POOL_SIZE,
         max_overflow=settings.DATABASE_MAX_OVERFLOW,
         pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
-        # No ping on every checkout: asyncpg's costs three round trips (BEGIN, ping, ROLLBACK)
-        # per request. A connection that died with the server fails its query instead; that
-        # request gets the 503 envelope and SQLAlchemy discards the whole stale pool at once.
+        # No ping per checkout (three round trips with asyncpg): a connection that died with the
+        # server fails its query, answered 503, and SQLAlchemy drops the whole stale pool.
         pool_pre_ping=False,
         pool_recycle=1800,
         connect_args=connect_args(settings, pooled=pooled),
@@ -77,11 +73,8 @@ def _statement_caches(settings: Settings, *, pooled: bool) -> dict[str, int]:
     size = settings.DATABASE_STATEMENT_CACHE_SIZE
     if size is None:
         size = 0 if pooled else DEFAULT_STATEMENT_CACHE_SIZE
-    # Both at 0: SQLAlchemy prepares each statement anew, and asyncpg (>= 0.29,
-    # MagicStack/asyncpg#1065) then uses unnamed statements, parsed again in the message
-    # sequence that runs them. Nothing outlives a transaction on the server connection, so a
-    # transaction pooler may hand the next one to another client (PgBouncer < 1.21 tracks no
-    # prepared statements: named ones collide or go missing there).
+    # Both at 0: asyncpg (>= 0.29) runs unnamed statements, so nothing outlives a transaction
+    # on a server connection that a transaction pooler hands to the next client.
     return {
         "statement_cache_size": size,  # asyncpg's
         "prepared_statement_cache_size": size,  # SQLAlchemy's, in front of asyncpg's
@@ -97,11 +90,8 @@ def connect_args(settings: Settings, *, pooled: bool) -> dict[str, Any]:
         "server_settings": {"application_name": settings.PROJECT_NAME.lower()},
     }
     if pooled:
-        # A transaction pooler refuses startup parameters it does not track ("unsupported
-        # startup parameter: statement_timeout"), and a SET would stay on a server connection
-        # that other clients share. So the driver keeps the time: past it, asyncpg sends
-        # PostgreSQL a cancel request (the pooler forwards it to the server connection running
-        # the statement) and the call fails with a TimeoutError, mapped to OperationalError below.
+        # A pooler refuses a statement_timeout startup parameter (and a SET would outlive us on
+        # a shared server connection): the driver keeps the time and cancels the statement.
         args["command_timeout"] = timeout_ms / 1000
     else:
         args["command_timeout"] = timeout_ms / 1000 + 1  # client-side backstop
@@ -113,8 +103,7 @@ def connect_args(settings: Settings, *, pooled: bool) -> dict[str, Any]:
 
 
 def refused_sqlstate(error: BaseException) -> str | None:
-    """The SQLSTATE of a connection refused for a reason that is not an outage, if `error` is
-    one: configuration (a bad parameter, an unknown database) or authentication."""
+    """The SQLSTATE of a connection refused for a reason that is not an outage, if any."""
     original = error.orig if isinstance(error, exc.DBAPIError) else error
     sqlstate = getattr(original, "sqlstate", None)
     if isinstance(sqlstate, str) and (sqlstate[:2] in REFUSED_CLASSES or sqlstate == "08P01"):
@@ -123,8 +112,7 @@ def refused_sqlstate(error: BaseException) -> str | None:
 
 
 class _ErrorReporter:
-    """Says what the database or the pooler said, at most once a minute per reason and engine
-    (per worker), instead of only the generic `database_unavailable` of every request."""
+    """Logs what the database or pooler said, at most once a minute per reason and engine."""
 
     def __init__(self) -> None:
         self._refusals: dict[str, float] = {}  # reason -> when it was last logged
@@ -137,8 +125,7 @@ class _ErrorReporter:
         cargs: tuple[Any, ...],
         cparams: dict[str, Any],
     ) -> Any:
-        # asyncpg raises OSErrors as they are (connection refused, DNS failure, connect
-        # timeout); SQLAlchemy wraps only DBAPI errors, so they become OperationalError here.
+        # asyncpg raises OSErrors (refused, DNS, timeout) as they are: OperationalError here.
         try:
             return dialect.connect(*cargs, **cparams)
         except OSError as error:
@@ -167,21 +154,19 @@ class _ErrorReporter:
             )
 
 
-# By pool: an engine's execution_options() copies (the read sessions') share it.
+# By pool: an engine's execution_options() copies (the read engine) share it.
 _REPORTERS: WeakKeyDictionary[Pool, _ErrorReporter] = WeakKeyDictionary()
 
 
 def report_statement_error(connection: AsyncConnection, error: BaseException) -> None:
-    """What `handle_error` says about a failed statement, for one run on the driver itself
-    (app/repositories/driver.py), which SQLAlchemy's events never see."""
+    """`handle_error`'s report, for a statement run on the driver itself (see driver.py)."""
     reporter = _REPORTERS.get(connection.sync_engine.pool)
     if reporter is not None:
         reporter.statement_failed(error)
 
 
-# asyncpg raises its `command_timeout` as a bare TimeoutError; SQLAlchemy wraps only DBAPI
-# errors, so this hook turns it into `OperationalError` (a DBAPIError): the 503 envelope.
 def _timeout_as_operational_error(context: ExceptionContext) -> BaseException | None:
+    """asyncpg's `command_timeout` is a bare TimeoutError: an OperationalError (503) here."""
     error = context.original_exception
     if context.sqlalchemy_exception is not None or not isinstance(error, TimeoutError):
         return None
@@ -192,30 +177,12 @@ def _timeout_as_operational_error(context: ExceptionContext) -> BaseException | 
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    # SQLite enforces foreign keys (and so ON DELETE CASCADE) only when asked, per connection.
+    # Foreign keys (and so ON DELETE CASCADE) are enforced only when asked, per connection.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=15000")
     cursor.close()
-
-
-class ReadOnlySessionError(RuntimeError):
-    """A write was attempted through a read-only session: a bug in the endpoint."""
-
-
-class ReadOnlySession(Session):
-    """A session that only reads: flushing a change or running INSERT/UPDATE/DELETE raises."""
-
-    def flush(self, objects: Sequence[Any] | None = None) -> None:
-        if self.new or self.dirty or self.deleted:
-            raise ReadOnlySessionError("a read-only session cannot write; use SessionDep")
-
-
-@event.listens_for(ReadOnlySession, "do_orm_execute")
-def _refuse_writes(state: ORMExecuteState) -> None:
-    if state.is_insert or state.is_update or state.is_delete:
-        raise ReadOnlySessionError("a read-only session cannot write; use SessionDep")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -224,19 +191,28 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+class ReadOnlyError(RuntimeError):
+    """A write through a read-only connection or session: a bug in the endpoint."""
+
+
 def create_read_engine(engine: AsyncEngine) -> AsyncEngine:
-    """The same pool in autocommit, for requests that only read.
+    """The same pool in autocommit, for requests that only read; any INSERT/UPDATE/DELETE raises.
 
     A request that only reads gains nothing from BEGIN ... COMMIT around its queries but two
     round trips; its statements each see a consistent snapshot of their own.
     """
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+    read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    event.listen(read_engine.sync_engine, "before_execute", _refuse_writes)  # this copy only
+    return read_engine
+
+
+def _refuse_writes(_connection: Any, statement: Any, *_: Any) -> None:
+    if isinstance(statement, UpdateBase):  # INSERT, UPDATE, DELETE, from Core or an ORM flush
+        raise ReadOnlyError("a read-only connection cannot write; use SessionDep")
 
 
 # ORM sessions on a request's read connection (`read_sessions(bind=connection)`).
-read_sessions = async_sessionmaker(
-    sync_session_class=ReadOnlySession, expire_on_commit=False, autoflush=False
-)
+read_sessions = async_sessionmaker(expire_on_commit=False, autoflush=False)
 
 
 async def ping(engine: AsyncEngine, within: float) -> float:

@@ -1,18 +1,17 @@
 """Only a database outage is a 503: a statement the database refuses is a bug, answered 500."""
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, func, make_url, select, text
+from sqlalchemy import func, insert, make_url, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
-from app.dependencies import ReadSessionDep, SessionDep
-from app.models import Item
+from app.dependencies import ReadConnectionDep, ReadSessionDep, SessionDep
+from app.models import User
 
 
 def is_postgresql(app: FastAPI) -> bool:
@@ -99,31 +98,41 @@ async def test_every_integer_a_client_sends_is_bounded(client: httpx.AsyncClient
         assert "minimum" in schema or "exclusiveMinimum" in schema, schema
 
 
-async def test_a_write_through_a_read_session_fails_loudly(
+async def test_a_write_through_a_read_connection_or_session_fails_loudly(
     app: FastAPI, client: httpx.AsyncClient, cleanup_engine: AsyncEngine
 ) -> None:
-    """ReadSessionDep runs without a transaction, so it must never write: ORM or Core."""
+    """Reads run without a transaction, so they must never write: ORM, Core, or on the
+    connection itself. Each write below would succeed (and, in autocommit, stay) otherwise."""
+
+    def user(name: str) -> dict[str, str]:
+        return {"email": f"{name}@sneaked.example.com", "hashed_password": "x"}
 
     @app.post("/_test/orm-write")
     async def orm_write(session: ReadSessionDep) -> None:
-        session.add(Item(title="sneaked in", owner_id=uuid.uuid4()))
+        session.add(User(**user("orm"), is_active=True, is_superuser=False))
         await session.flush()
 
     @app.post("/_test/core-write")
     async def core_write(session: ReadSessionDep) -> None:
-        await session.execute(delete(Item))
+        await session.execute(insert(User).values(**user("core")))
+
+    @app.post("/_test/connection-write")
+    async def connection_write(connection: ReadConnectionDep) -> None:
+        await connection.execute(insert(User).values(**user("connection")))
+
+    sneaked = select(func.count()).where(User.email.like("%@sneaked.example.com"))
 
     @app.get("/_test/read")
-    async def read(session: ReadSessionDep) -> dict[str, int]:
-        return {"items": await session.scalar(select(func.count()).select_from(Item)) or 0}
+    async def read(connection: ReadConnectionDep) -> dict[str, int]:
+        return {"users": await connection.scalar(sneaked) or 0}
 
-    for path in ("/_test/orm-write", "/_test/core-write"):
+    for path in ("/_test/orm-write", "/_test/core-write", "/_test/connection-write"):
         response = await client.post(path)
-        assert response.status_code == 500
+        assert response.status_code == 500, path
         assert response.json()["error"] == "internal_error"
-    assert (await client.get("/_test/read")).json() == {"items": 0}
+    assert (await client.get("/_test/read")).json() == {"users": 0}
     async with cleanup_engine.connect() as connection:
-        assert await connection.scalar(select(func.count()).select_from(Item)) == 0
+        assert await connection.scalar(sneaked) == 0
 
 
 @pytest.mark.parametrize(
