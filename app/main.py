@@ -101,6 +101,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
         lifespan=lifespan,
+        # Keel's metrics are Prometheus (/metrics) and its logs structlog: FastAPI's built-in
+        # OpenTelemetry hooks stay off rather than checking for a provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
         responses=COMMON_ERRORS,
         # Operation ids are the endpoint names (`create_item`): stable, readable client names.
         generate_unique_id_function=lambda route: route.name,
