@@ -74,8 +74,8 @@ LABELS = {
     "me": f"GET {ME}",
     "login": f"POST {TOKEN}",
 }
-# Issue 9's targets.
-LIST_RATIO, LIVE_RATIO = 0.40, 0.30
+# Issue 9's targets; /health/live's lowered to 0.25 by issue 18 (the price of a plain edge).
+LIST_RATIO, LIVE_RATIO = 0.40, 0.25
 PACED_P99_MS, STORM_LIVE_P99_MS = 20.0, 50.0
 RSS_MAX_MB, RSS_MAX_GROWTH, COLD_START_MAX_S = 150.0, 0.05, 3.0
 POOLED = "keel-pgbouncer"  # Keel behind PgBouncer (--pgbouncer)
