@@ -43,24 +43,32 @@ def test_no_endpoint_that_writes_holds_the_read_connection() -> None:
         assert get_session not in set(calls(route.dependant)), route.path
 
 
-@pytest.mark.parametrize("path", ["/api/v1/items?limit=5", "/api/v1/users/me"])
-async def test_an_authenticated_read_checks_out_one_connection(
-    app: FastAPI, client: httpx.AsyncClient, alice: Account, path: str
-) -> None:
+async def get_counting_checkouts(
+    app: FastAPI, client: httpx.AsyncClient, path: str, account: Account
+) -> tuple[httpx.Response, int]:
+    """GET `path` as `account`; the answer and how many pooled connections it checked out."""
     checkouts: list[object] = []
     pool = app.state.engine.sync_engine.pool
 
     def count(*_: object) -> None:
         checkouts.append(object())
 
-    await client.get(path, headers=alice.headers)  # warm: the first request may connect
     event.listen(pool, "checkout", count)
     try:
-        response = await client.get(path, headers=alice.headers)
+        response = await client.get(path, headers=account.headers)
     finally:
         event.remove(pool, "checkout", count)
+    return response, len(checkouts)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/items?limit=5", "/api/v1/users/me"])
+async def test_an_authenticated_read_checks_out_one_connection(
+    app: FastAPI, client: httpx.AsyncClient, alice: Account, path: str
+) -> None:
+    await client.get(path, headers=alice.headers)  # warm: the first request may connect
+    response, checkouts = await get_counting_checkouts(app, client, path, alice)
     assert response.status_code == 200
-    assert len(checkouts) == 1
+    assert checkouts == 1
 
 
 async def test_reading_an_item_shares_one_connection_between_caller_and_session(
@@ -70,17 +78,7 @@ async def test_reading_an_item_shares_one_connection_between_caller_and_session(
     on that same connection: one checkout."""
     created = await client.post("/api/v1/items", json={"title": "mine"}, headers=alice.headers)
     path = f"/api/v1/items/{created.json()['id']}"
-    checkouts: list[object] = []
-    pool = app.state.engine.sync_engine.pool
-
-    def count(*_: object) -> None:
-        checkouts.append(object())
-
-    event.listen(pool, "checkout", count)
-    try:
-        response = await client.get(path, headers=alice.headers)
-    finally:
-        event.remove(pool, "checkout", count)
+    response, checkouts = await get_counting_checkouts(app, client, path, alice)
     assert response.status_code == 200
     assert response.json()["title"] == "mine"
-    assert len(checkouts) == 1
+    assert checkouts == 1
