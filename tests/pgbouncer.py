@@ -7,10 +7,8 @@ PgBouncer refuses to run as root, so under root it runs as the `postgres` system
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -92,14 +90,8 @@ class ThrowawayPgBouncer:
             group=owner.pw_gid if owner else None,
             extra_groups=[] if owner else None,
         )
-        deadline = time.monotonic() + START_LIMIT_SECONDS
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
+        if servers.wait_until_listening(self.process, self.port, seconds=START_LIMIT_SECONDS):
+            return
         raise RuntimeError(f"pgbouncer did not start on port {self.port}: {self.log_text()}")
 
     def log_text(self) -> str:

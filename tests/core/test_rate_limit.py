@@ -15,8 +15,10 @@ from app.core import rate_limit
 from app.core.rate_limit import KEY_PREFIX
 from app.core.security import create_token
 from tests.conftest import _ClientContext
-from tests.core.redis_server import ThrowawayRedis, redis_server_binary
+from tests.core.conftest import free_port
+from tests.core.redis_server import redis_server_binary
 from tests.core.test_logging import json_lines
+from tests.servers import ThrowawayRedis
 
 PROBE = "/api/v1/_probe"  # no such route: 404s count like any other answer
 TOKEN = "/api/v1/auth/token"
@@ -165,7 +167,7 @@ async def test_token_endpoint_is_limited_per_account_across_ips(
 @pytest.fixture
 def throwaway_redis() -> Iterator[ThrowawayRedis]:
     """A Redis of the test's own, killed at the end whatever happens."""
-    server = ThrowawayRedis(redis_server_binary())
+    server = ThrowawayRedis(redis_server_binary(), free_port())
     server.start()
     try:
         yield server

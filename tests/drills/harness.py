@@ -19,8 +19,9 @@ from pathlib import Path
 
 from app import migrations
 from tests.drills.load import Load, Probes, Record, Recorder
-from tests.drills.services import PORTS, ThrowawayPostgres, ThrowawayRedis
+from tests.drills.services import PORTS, ThrowawayPostgres, throwaway_redis
 from tests.ops.gunicorn_process import Gunicorn, running_gunicorn
+from tests.servers import ThrowawayRedis
 
 # CONTRACT.md section 7's bounds.
 READY_DOWN_WITHIN = 2.0  # /health/ready answers 503 this soon after the database stops
@@ -84,7 +85,7 @@ def stack() -> Iterator[Stack]:
         cleanup.callback(postgres.close)
         postgres.init()
         migrations.upgrade(postgres.url)
-        redis = ThrowawayRedis()
+        redis = throwaway_redis()
         cleanup.callback(redis.close)
         redis.start()
         yield Stack(postgres, redis, root)

@@ -13,13 +13,13 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from contextlib import suppress
 from glob import glob
 from pathlib import Path
 
 import asyncpg
-import redis
+
+from tests import servers
 
 PORTS = range(18300, 18400)
 START_LIMIT_SECONDS = 60
@@ -131,51 +131,8 @@ class ThrowawayPostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-class ThrowawayRedis:
-    """A `redis-server` without persistence that can be stopped and started on the same port."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed")
-        self.binary = binary
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        self.process = subprocess.Popen(
-            [*argv, "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + START_LIMIT_SECONDS
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    close = stop
-
-    def key_count(self) -> int:
-        client = redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=1)
-        try:
-            return int(client.dbsize())  # type: ignore[arg-type]
-        finally:
-            client.close()
+def throwaway_redis() -> servers.ThrowawayRedis:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed")
+    return servers.ThrowawayRedis(binary, free_port())
