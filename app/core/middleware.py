@@ -299,8 +299,9 @@ def edge_layers(settings: Settings) -> list[Middleware]:
         Middleware(RequestRecordMiddleware),
         Middleware(ResponseHeadersMiddleware, settings=settings),
         Middleware(EnvelopeCORSMiddleware, settings=settings),
-        # What the layers below raise, as its envelope; anything unexpected as the 500 one. (The
-        # app's own 500 comes from outside every middleware: no request id or CORS headers.)
+        # What the layers below and the app raise, as its envelope; anything unexpected as the
+        # 500 one, inside the request id, header and CORS layers. (Starlette's own 500 handler
+        # sits outside every middleware: only what fails after the answer began reaches it.)
         Middleware(ExceptionMiddleware, handlers=EDGE_ERROR_HANDLERS),
         Middleware(BodyLimitMiddleware, max_body_bytes=settings.MAX_REQUEST_BODY_BYTES),
         Middleware(DeadlineMiddleware, timeout_seconds=settings.REQUEST_TIMEOUT_SECONDS),
