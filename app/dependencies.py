@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from app.config import Settings
 from app.core.database import read_sessions
 from app.core.exceptions import ForbiddenError, UnauthorizedError
+from app.core.rate_limit import EmailQuota
 from app.core.security import TokenClaims, request_access_claims
-from app.models import User
+from app.models import UserView
 from app.repositories.outbox_repository import RECORDED_JOBS
 from app.services import auth_service
 
@@ -91,14 +92,14 @@ async def get_access_claims(
 AccessClaims = Annotated[TokenClaims, Depends(get_access_claims)]
 
 
-async def _authenticate(claims: TokenClaims, connection: AsyncConnection) -> User:
+async def _authenticate(claims: TokenClaims, connection: AsyncConnection) -> UserView:
     """The active user whose live login session the claims name; 401 otherwise."""
     user = await auth_service.authenticate(connection, claims)
     structlog.contextvars.bind_contextvars(user_id=str(user.id))  # for the access line
     return user
 
 
-async def get_current_user(request: Request, claims: AccessClaims) -> User:
+async def get_current_user(request: Request, claims: AccessClaims) -> UserView:
     """The caller, looked up through a connection of its own, handed back before the endpoint runs.
 
     So an endpoint that writes (SessionDep) never holds two pooled connections at once: that
@@ -109,7 +110,7 @@ async def get_current_user(request: Request, claims: AccessClaims) -> User:
         return await _authenticate(claims, connection)
 
 
-async def get_reading_user(claims: AccessClaims, connection: ReadConnectionDep) -> User:
+async def get_reading_user(claims: AccessClaims, connection: ReadConnectionDep) -> UserView:
     """The caller, looked up through the request's own read connection (ReadConnectionDep).
 
     For endpoints that only read: the lookup and the endpoint's reads share one connection,
@@ -118,8 +119,9 @@ async def get_reading_user(claims: AccessClaims, connection: ReadConnectionDep) 
     return await _authenticate(claims, connection)
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
-ReadingUser = Annotated[User, Depends(get_reading_user)]
+# The caller as authenticated: who asks and what they may do, never a row to write back.
+CurrentUser = Annotated[UserView, Depends(get_current_user)]
+ReadingUser = Annotated[UserView, Depends(get_reading_user)]
 
 
 async def get_session_id(claims: AccessClaims, _: CurrentUser) -> uuid.UUID:
@@ -130,10 +132,18 @@ async def get_session_id(claims: AccessClaims, _: CurrentUser) -> uuid.UUID:
 CurrentSessionId = Annotated[uuid.UUID, Depends(get_session_id)]
 
 
-async def get_superuser(user: CurrentUser) -> User:
+async def get_superuser(user: CurrentUser) -> UserView:
     if not user.is_superuser:
         raise ForbiddenError("Superuser privileges required")
     return user
 
 
-SuperUser = Annotated[User, Depends(get_superuser)]
+SuperUser = Annotated[UserView, Depends(get_superuser)]
+
+
+async def get_email_quota(request: Request) -> EmailQuota:
+    return EmailQuota(request.app.state.rate_limiter, request.scope)
+
+
+# What a request that sends email may still send, by client IP and by address (section 8).
+EmailQuotaDep = Annotated[EmailQuota, Depends(get_email_quota)]

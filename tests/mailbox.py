@@ -85,15 +85,22 @@ class Mailbox:
             self.messages.append(message)
         return "250 Message accepted"
 
-    def to(self, address: str) -> list[EmailMessage]:
+    def to(self, address: str, about: str = "") -> list[EmailMessage]:
+        """The messages to `address` (whose subject contains `about`)."""
         with self._lock:
-            return [message for message in self.messages if message["To"] == address]
+            return [
+                message
+                for message in self.messages
+                if message["To"] == address and about in message["Subject"]
+            ]
 
-    def wait_for(self, address: str, count: int = 1, timeout: float = 30) -> list[EmailMessage]:
+    def wait_for(
+        self, address: str, count: int = 1, timeout: float = 30, about: str = ""
+    ) -> list[EmailMessage]:
         """The messages to `address` once there are `count` of them (blocking: for threads)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            received = self.to(address)
+            received = self.to(address, about)
             if len(received) >= count:
                 return received
             time.sleep(0.05)
@@ -107,9 +114,9 @@ class Mailbox:
                 raise AssertionError(f"{count} SMTP DATA expected, got {self.attempts}")
             time.sleep(0.02)
 
-    async def received(self, address: str, count: int = 1) -> EmailMessage:
-        """The `count`-th message to `address`, waited for without blocking the event loop."""
-        received = await asyncio.to_thread(self.wait_for, address, count)
+    async def received(self, address: str, count: int = 1, about: str = "") -> EmailMessage:
+        """The `count`-th message to `address` (about `about`), waited for without blocking."""
+        received = await asyncio.to_thread(self.wait_for, address, count, 30, about)
         return received[count - 1]
 
 

@@ -36,7 +36,7 @@ def create_engine(settings: Settings, *, direct: bool = False) -> AsyncEngine:
     LISTEN): pooled PostgreSQL with timeouts, or SQLite with foreign keys on."""
     url = make_url(settings.database_direct_url if direct else settings.database_url)
     if url.get_backend_name() == "sqlite":
-        engine = create_async_engine(url, connect_args={"timeout": 15})
+        engine = create_async_engine(url, connect_args={"timeout": 15}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine
     # DATABASE_POOLER describes DATABASE_URL; a separate DATABASE_DIRECT_URL is a plain server.
@@ -50,6 +50,7 @@ def create_engine(settings: Settings, *, direct: bool = False) -> AsyncEngine:
         # server fails its query, answered 503, and SQLAlchemy drops the whole stale pool.
         pool_pre_ping=False,
         pool_recycle=1800,
+        hide_parameters=True,  # a failing statement's log line keeps no address or token hash
         connect_args=connect_args(settings, pooled=pooled),
     )
     reporter = _ErrorReporter()
@@ -66,7 +67,7 @@ def create_migration_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.database_direct_url)
     pooled = settings.DATABASE_POOLER == "transaction" and settings.DATABASE_DIRECT_URL is None
     args = _statement_caches(settings, pooled=pooled) if url.get_backend_name() != "sqlite" else {}
-    return create_async_engine(url, poolclass=NullPool, connect_args=args)
+    return create_async_engine(url, poolclass=NullPool, connect_args=args, hide_parameters=True)
 
 
 def _statement_caches(settings: Settings, *, pooled: bool) -> dict[str, int]:

@@ -1,5 +1,6 @@
 """The error envelope (CONTRACT.md section 4), the errors services raise, and their handlers."""
 
+import traceback
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -109,6 +110,13 @@ class IdempotencyKeyReusedError(AppException):
     default_message = "This Idempotency-Key was already used with a different request"
 
 
+class RateLimitedError(AppException):
+    """A quota is spent; `headers` say which and when to retry (`Retry-After`)."""
+
+    status_code = 429
+    default_message = "Too many requests, retry later"
+
+
 class ServiceUnavailableError(AppException):
     status_code = 503
     default_message = "Service temporarily unavailable"
@@ -199,10 +207,22 @@ def is_database_outage(exc: Exception) -> bool:
     return isinstance(sqlstate, str) and sqlstate[:2] in OUTAGE_SQLSTATE_CLASSES
 
 
+def describe(error: BaseException) -> str:
+    """An error for the logs. A database error's text may quote the values it refused (the
+    driver's and the server's messages do, whatever `hide_parameters` says): it is named by
+    its class, SQLSTATE and statement only."""
+    if isinstance(error, DBAPIError):
+        sqlstate = getattr(error.orig, "sqlstate", None) or "-"
+        return f"{type(error).__name__} (SQLSTATE {sqlstate}) in: {error.statement}"
+    return f"{type(error).__name__}: {error}"
+
+
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """503 with Retry-After for an outage; a refused value or bad statement is a bug: 500."""
     if not is_database_outage(exc):
-        return await unhandled_exception_handler(request, exc)
+        stack = "".join(traceback.format_tb(exc.__traceback__))  # where, without the message
+        logger.error("database_error", error=describe(exc), stack=stack)
+        return error_response(500, "Internal server error")
     logger.warning("database_unavailable", error=type(exc).__name__)
     message = "Database unavailable, try again shortly"
     return error_response(503, message, None, {"Retry-After": "5"})

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network, ip_address
 from typing import Final
 
-import orjson
 import structlog
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -25,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.core import metrics
-from app.core.exceptions import error_response
+from app.core.exceptions import RateLimitedError, error_response
 from app.core.middleware import client_ip
 from app.core.security import request_access_claims
 
@@ -217,16 +216,6 @@ async def form_username(headers: Headers, body: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def json_email(body: bytes) -> str | None:
-    """The `email` field of a JSON body, if it has one (the endpoint validates it properly)."""
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    email = value.get("email") if isinstance(value, dict) else None
-    return email if isinstance(email, str) else None
-
-
 async def read_body(receive: Receive) -> tuple[bytes, Receive]:
     """The whole body (the body limit outside bounds it), and a `receive` that replays it."""
     messages: deque[Message] = deque()
@@ -241,6 +230,31 @@ async def read_body(receive: Receive) -> tuple[bytes, Receive]:
         return messages.popleft() if messages else await receive()
 
     return body, replay
+
+
+def refused(decision: Decision, path: str) -> None:
+    logger.info("rate_limited", policy=decision.policy.name, path=path)
+    metrics.record_rate_limited(decision.policy.name)
+
+
+class EmailQuota:
+    """The emails one request may cause (CONTRACT.md section 8): each counts against the auth
+    quota by the client's IP and by the address it goes to, however the request spelled it
+    (so call it with the validated, normalized address)."""
+
+    def __init__(self, limiter: RateLimiter, scope: Scope) -> None:
+        self.limiter = limiter
+        self.ip = ip_key(client_ip(scope))
+        self.path: str = scope["path"]
+
+    async def spend(self, address: str) -> None:
+        """Count one email to `address`; raise `RateLimitedError` (429) when either is spent."""
+        limiter = self.limiter
+        for key in (("ip", self.ip), ("to", account_key(address))):
+            decision = await limiter.hit(limiter.auth, "email", *key)
+            if not decision.allowed:
+                refused(decision, self.path)
+                raise RateLimitedError(headers=decision.headers())
 
 
 class RateLimitMiddleware:
@@ -278,10 +292,9 @@ class RateLimitMiddleware:
             decision = await self.limiter.hit(self.limiter.default, "ip", ip)
 
         if not decision.allowed:
-            logger.info("rate_limited", policy=decision.policy.name, path=path)
-            metrics.record_rate_limited(decision.policy.name)
+            refused(decision, path)
             response = error_response(
-                429, "Too many requests, retry later", None, decision.headers()
+                429, RateLimitedError.default_message, None, decision.headers()
             )
             await response(scope, receive, send)
             return
@@ -289,7 +302,8 @@ class RateLimitMiddleware:
         budget = [(name.encode(), value.encode()) for name, value in decision.headers().items()]
 
         async def send_with_budget(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            # A 429 from the endpoint (an email quota) carries its own quota's headers.
+            if message["type"] == "http.response.start" and message["status"] != 429:
                 message["headers"] = [*message.get("headers", ()), *budget]
             await send(message)
 
@@ -303,12 +317,9 @@ class RateLimitMiddleware:
         if not decision.allowed:
             return decision, receive
         account: str | None = None
-        if endpoint in ("token", "password-reset"):
+        if endpoint == "token":
             body, receive = await read_body(receive)
-            if endpoint == "token":
-                name = await form_username(Headers(scope=scope), body)
-            else:
-                name = json_email(body)
+            name = await form_username(Headers(scope=scope), body)
             account = account_key(name) if name else None
         elif endpoint == "verify-email-resend":
             claims = request_access_claims(scope, self.settings)

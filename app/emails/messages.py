@@ -5,13 +5,18 @@ from email.utils import formatdate, make_msgid
 from html import escape
 
 
-def _message(*, sender: str, to: str, subject: str, lines: list[str], link: str) -> EmailMessage:
+def _envelope(*, sender: str, to: str, subject: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip("> ") or None)
+    return message
+
+
+def _message(*, sender: str, to: str, subject: str, lines: list[str], link: str) -> EmailMessage:
+    message = _envelope(sender=sender, to=to, subject=subject)
     text = "\n\n".join([*lines[:1], link, *lines[1:]])
     message.set_content(text + "\n")
     paragraphs = "".join(f"<p>{escape(line)}</p>" for line in lines[1:])
@@ -49,3 +54,15 @@ def password_reset(*, sender: str, to: str, project: str, link: str, minutes: in
         ],
         link=link,
     )
+
+
+def email_changed(*, sender: str, to: str, project: str, new: str) -> EmailMessage:
+    """A security notice to the previous address: no link, nothing in it changes anything."""
+    subject = f"The email address of your {project} account was changed"
+    message = _envelope(sender=sender, to=to, subject=subject)
+    message.set_content(
+        f"The email address of your {project} account is now {new} instead of {to}.\n\n"
+        "If you made this change, there is nothing to do. If you did not, someone who knows\n"
+        f"your password has your account: contact {project}'s support at once.\n"
+    )
+    return message

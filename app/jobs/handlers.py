@@ -28,7 +28,16 @@ async def _send_password_reset(
     )
 
 
+async def _send_email_changed(
+    _session: AsyncSession, settings: Settings, sender: EmailSender, payload: dict[str, Any]
+) -> None:
+    await account_service.send_email_changed_notice(
+        settings, sender, previous=payload["previous"], new=payload["new"]
+    )
+
+
 HANDLERS: dict[str, Handler] = {
     account_service.SEND_VERIFICATION: _send_verification,
     account_service.SEND_PASSWORD_RESET: _send_password_reset,
+    account_service.SEND_EMAIL_CHANGED: _send_email_changed,
 }

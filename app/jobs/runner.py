@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.core.exceptions import describe
 from app.emails.sender import EmailSender
 from app.jobs import metrics
 from app.jobs.handlers import HANDLERS
@@ -91,7 +92,7 @@ class JobRunner:
     async def _failed(
         self, log: Any, job_id: uuid.UUID, name: str, n: int, error: Exception
     ) -> None:
-        reason = f"{type(error).__name__}: {error}"[:2000]
+        reason = describe(error)[:2000]
         async with self.sessionmaker() as session:
             if n >= self.settings.JOB_MAX_ATTEMPTS:
                 await outbox_repository.finish(

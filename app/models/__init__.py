@@ -6,7 +6,7 @@ from app.models.idempotency import IdempotencyRecord
 from app.models.item import Item
 from app.models.outbox import OutboxJob
 from app.models.session import AuthSession
-from app.models.user import User
+from app.models.user import User, UserView
 
 __all__ = [
     "AccountToken",
@@ -16,4 +16,5 @@ __all__ = [
     "Item",
     "OutboxJob",
     "User",
+    "UserView",
 ]

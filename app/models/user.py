@@ -1,3 +1,7 @@
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
@@ -19,3 +23,19 @@ class User(Record, Base):
     @validates("email")
     def _lower_email(self, _key: str, email: str) -> str:
         return email.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    """An account as it was read when the request was authenticated: what the caller may do,
+    and what `/users/me` shows. Never written back: a write loads the row in its own
+    transaction, or states what must still hold in its UPDATE (see `user_repository`)."""
+
+    id: uuid.UUID
+    email: str
+    full_name: str | None
+    is_active: bool
+    is_superuser: bool
+    email_verified: bool
+    created_at: datetime
+    updated_at: datetime

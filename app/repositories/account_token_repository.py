@@ -1,13 +1,22 @@
 """All SQL about emailed single-use tokens (stored as SHA-256 digests only)."""
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import AccountToken
 from app.models.base import utc_now
+
+
+class Usable(NamedTuple):
+    """Whose token it is, and the address it was sent to."""
+
+    user_id: uuid.UUID
+    email: str
 
 
 async def add(
@@ -31,40 +40,46 @@ async def add(
     await session.flush()
 
 
-async def consume(
-    session: AsyncSession, *, token_hash: str, purpose: str
-) -> tuple[uuid.UUID, str] | None:
-    """Spend a usable token: (user id, address) for exactly one of any number of concurrent
-    callers, None for everyone else and for unknown, used or expired tokens.
+def _usable(token_hash: str, purpose: str, now: datetime) -> list[ColumnElement[bool]]:
+    return [
+        AccountToken.token_hash == token_hash,
+        AccountToken.purpose == purpose,
+        AccountToken.used_at.is_(None),
+        AccountToken.expires_at > now,
+    ]
 
-    One conditional UPDATE, and the transaction's first statement, so that SQLite's writer lock
-    (PostgreSQL's row lock) orders concurrent callers and the second sees the token used.
-    """
+
+async def find(session: AsyncSession, *, token_hash: str, purpose: str) -> Usable | None:
+    """The owner and address of a token that is usable now (nothing is spent)."""
+    query = select(AccountToken.user_id, AccountToken.email).where(
+        *_usable(token_hash, purpose, utc_now())
+    )
+    row = (await session.execute(query)).first()
+    return Usable(row.user_id, row.email) if row is not None else None
+
+
+async def consume(session: AsyncSession, *, token_hash: str, purpose: str) -> bool:
+    """Spend a usable token: True for exactly one of any number of concurrent callers."""
     now = utc_now()
-    row = (
-        await session.execute(
-            update(AccountToken)
-            .where(
-                AccountToken.token_hash == token_hash,
-                AccountToken.purpose == purpose,
-                AccountToken.used_at.is_(None),
-                AccountToken.expires_at > now,
-            )
-            .values(used_at=now)
-            .returning(AccountToken.user_id, AccountToken.email)
-            .execution_options(synchronize_session=False)
-        )
-    ).first()
-    return (row[0], row[1]) if row is not None else None
+    statement = (
+        update(AccountToken)
+        .where(*_usable(token_hash, purpose, now))
+        .values(used_at=now)
+        .returning(AccountToken.id)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(statement)).first() is not None
 
 
-async def invalidate(session: AsyncSession, *, user_id: uuid.UUID, purpose: str) -> None:
-    """Every outstanding token of this purpose for the user stops working."""
+async def invalidate(
+    session: AsyncSession, *, user_id: uuid.UUID, purposes: Collection[str]
+) -> None:
+    """Every outstanding token of these purposes for the user stops working."""
     await session.execute(
         update(AccountToken)
         .where(
             AccountToken.user_id == user_id,
-            AccountToken.purpose == purpose,
+            AccountToken.purpose.in_(purposes),
             AccountToken.used_at.is_(None),
         )
         .values(used_at=utc_now())

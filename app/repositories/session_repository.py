@@ -1,13 +1,13 @@
 """All SQL about login sessions (the revocable families of refresh tokens)."""
 
 import uuid
+from dataclasses import fields
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 
-from app.models import AuthSession, User
+from app.models import AuthSession, User, UserView
 from app.models.base import utc_now
 from app.repositories.driver import DriverQuery
 
@@ -23,7 +23,7 @@ async def add(
 
 # Every authenticated request runs it: built once, and run through asyncpg on PostgreSQL.
 _ACTIVE_USER = DriverQuery(
-    select(*User.__table__.columns)
+    select(*(User.__table__.c[field.name] for field in fields(UserView)))
     .join(AuthSession, AuthSession.user_id == User.id)
     .where(
         AuthSession.id == bindparam("session_id"),
@@ -37,19 +37,11 @@ _ACTIVE_USER = DriverQuery(
 
 async def active_user(
     connection: AsyncConnection, *, user_id: uuid.UUID, session_id: uuid.UUID
-) -> User | None:
-    """The active user that owns a live (not revoked, not expired) session: one query.
-
-    The user comes back detached, as if loaded by a session since closed: its columns are all
-    loaded, and a session that changes it takes it in with `session.add`.
-    """
+) -> UserView | None:
+    """The active user that owns a live (not revoked, not expired) session: one query."""
     params = {"session_id": session_id, "user_id": user_id, "now": utc_now()}
     rows = await _ACTIVE_USER.fetch(connection, params)
-    if not rows:
-        return None
-    user = User(**rows[0]._asdict())
-    make_transient_to_detached(user)  # a stored row, not a new one: add() must never INSERT it
-    return user
+    return UserView(**rows[0]._asdict()) if rows else None
 
 
 async def rotate_refresh(

@@ -9,7 +9,7 @@ import hashlib
 import secrets
 import uuid
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final, Protocol
 from urllib.parse import urlencode
 
 import structlog
@@ -20,7 +20,7 @@ from app.core.exceptions import BadRequestError
 from app.core.security import hash_password
 from app.emails import messages
 from app.emails.sender import EmailSender
-from app.models import User
+from app.models import User, UserView
 from app.models.base import utc_now
 from app.repositories import (
     account_token_repository,
@@ -32,19 +32,26 @@ from app.services import user_service
 
 logger = structlog.get_logger("app.accounts")
 
-VERIFY: Final = "verify_email"
+VERIFY: Final = user_service.VERIFY_EMAIL_PURPOSE
 RESET: Final = user_service.PASSWORD_RESET_PURPOSE
 SEND_VERIFICATION: Final = "send_verification_email"
 SEND_PASSWORD_RESET: Final = "send_password_reset_email"  # noqa: S105 - a job name
+SEND_EMAIL_CHANGED: Final = "send_email_changed_notice"
 INVALID_TOKEN: Final = "Invalid or expired token"  # noqa: S105 - a message
 TOKEN_BYTES: Final = 32  # 256 random bits
+
+
+class EmailBudget(Protocol):
+    """What an email-sending request may still send (`app.core.rate_limit.EmailQuota`)."""
+
+    async def spend(self, address: str) -> None: ...
 
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def record_verification(session: AsyncSession, settings: Settings, user: User) -> None:
+def record_verification(session: AsyncSession, settings: Settings, user: User | UserView) -> None:
     outbox_repository.record(
         session,
         SEND_VERIFICATION,
@@ -54,63 +61,97 @@ def record_verification(session: AsyncSession, settings: Settings, user: User) -
 
 
 async def register(
-    session: AsyncSession, settings: Settings, *, email: str, password: str, full_name: str | None
+    session: AsyncSession,
+    settings: Settings,
+    quota: EmailBudget,
+    *,
+    email: str,
+    password: str,
+    full_name: str | None,
 ) -> User:
+    await quota.spend(email)
     user = await user_service.create(session, email=email, password=password, full_name=full_name)
     record_verification(session, settings, user)
     return user
 
 
 async def update_profile(
-    session: AsyncSession, settings: Settings, user: User, changes: dict[str, object]
+    session: AsyncSession,
+    settings: Settings,
+    user_id: uuid.UUID,
+    changes: dict[str, Any],
+    *,
+    quota: EmailBudget | None = None,
+    current_password: str | None = None,
 ) -> User:
-    """`user_service.update`, plus a verification email when the address changed."""
-    old_email = user.email
-    user = await user_service.update(session, user, dict(changes))
-    if user.email != old_email:
+    """`user_service.update`; a new address gets a verification link and the previous one a
+    notice (always sent: a security alarm, outside the quota, which only counts the link)."""
+    if quota is not None and "email" in changes:
+        await quota.spend(changes["email"])
+    user, previous = await user_service.update(
+        session, user_id, changes, current_password=current_password
+    )
+    if user.email != previous:
         record_verification(session, settings, user)
+        outbox_repository.record(
+            session,
+            SEND_EMAIL_CHANGED,
+            {"user_id": str(user.id), "previous": previous, "new": user.email},
+            due_in=settings.job_redeliver_seconds,
+        )
+        logger.info("email_changed", user_id=str(user.id))
     return user
 
 
-def resend_verification(session: AsyncSession, settings: Settings, user: User) -> None:
+async def resend_verification(
+    session: AsyncSession, settings: Settings, quota: EmailBudget, user: UserView
+) -> None:
     if not user.email_verified:
+        await quota.spend(user.email)
         record_verification(session, settings, user)
 
 
-def request_password_reset(session: AsyncSession, settings: Settings, *, email: str) -> None:
+async def request_password_reset(
+    session: AsyncSession, settings: Settings, quota: EmailBudget, *, email: str
+) -> None:
     """The same work whether or not the account exists: the job looks the address up."""
+    await quota.spend(email)
     outbox_repository.record(
         session, SEND_PASSWORD_RESET, {"email": email}, due_in=settings.job_redeliver_seconds
     )
 
 
-async def _consume(session: AsyncSession, token: str, purpose: str) -> tuple[User, str]:
-    """The user and address of a usable token, spent now; 400 for anything else."""
+async def _spend(session: AsyncSession, token: str, purpose: str, **values: Any) -> User:
+    """Spend a usable token and set `values` on its account, only while the account is active
+    and still has the address the token was sent to; 400 for anything else.
+
+    The account's row is changed (and so locked) before the token: the lock order of every
+    account write (`user_service`).
+    """
+    usable = await account_token_repository.find(session, token_hash=digest(token), purpose=purpose)
+    if usable is None:
+        raise BadRequestError(INVALID_TOKEN)
+    user = await user_repository.update(
+        session, usable.user_id, User.email == usable.email, User.is_active.is_(True), **values
+    )
     spent = await account_token_repository.consume(
         session, token_hash=digest(token), purpose=purpose
     )
-    user = await user_repository.get(session, spent[0]) if spent else None
-    if spent is None or user is None or not user.is_active:
+    if user is None or not spent:  # the address changed, or another request spent it first
         raise BadRequestError(INVALID_TOKEN)
-    return user, spent[1]
+    return user
 
 
 async def verify_email(session: AsyncSession, *, token: str) -> User:
-    user, email = await _consume(session, token, VERIFY)
-    if email != user.email:  # the address changed after this link was sent
-        raise BadRequestError(INVALID_TOKEN)
-    return await user_repository.update(session, user, email_verified=True)
+    return await _spend(session, token, VERIFY, email_verified=True)
 
 
 async def reset_password(session: AsyncSession, *, token: str, new_password: str) -> None:
     """New password, every session ended, every other reset link dead; the address is proven."""
-    # Hashed first (in a thread): the token's UPDATE then holds its lock only for a moment.
-    hashed = await hash_password(new_password)
-    user, email = await _consume(session, token, RESET)
-    await account_token_repository.invalidate(session, user_id=user.id, purpose=RESET)
+    hashed = await hash_password(new_password)  # in a thread, before any lock is taken
+    user = await _spend(session, token, RESET, hashed_password=hashed, email_verified=True)
+    await account_token_repository.invalidate(session, user_id=user.id, purposes=[RESET])
     await session_repository.revoke_all_for_user(session, user_id=user.id)
-    verified = user.email_verified or email == user.email
-    await user_repository.update(session, user, hashed_password=hashed, email_verified=verified)
     logger.info("password_reset", user_id=str(user.id))
 
 
@@ -119,7 +160,7 @@ async def _new_token(
 ) -> str:
     """A fresh token for the user; earlier ones of the same purpose stop working."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    await account_token_repository.invalidate(session, user_id=user.id, purpose=purpose)
+    await account_token_repository.invalidate(session, user_id=user.id, purposes=[purpose])
     await account_token_repository.add(
         session,
         user_id=user.id,
@@ -177,5 +218,16 @@ async def send_password_reset_email(
             project=settings.PROJECT_NAME,
             link=link,
             minutes=minutes,
+        )
+    )
+
+
+async def send_email_changed_notice(
+    settings: Settings, sender: EmailSender, *, previous: str, new: str
+) -> None:
+    """Job: tell the previous address that the account's address changed (no link in it)."""
+    await sender.send(
+        messages.email_changed(
+            sender=settings.email_from, to=previous, project=settings.PROJECT_NAME, new=new
         )
     )

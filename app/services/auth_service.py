@@ -21,7 +21,7 @@ from app.core.security import (
     decode_token,
     verify_password,
 )
-from app.models import User
+from app.models import User, UserView
 from app.repositories import session_repository, user_repository
 
 logger = structlog.get_logger("app.auth")
@@ -67,8 +67,11 @@ async def login(
     matches, new_hash = await verify_password(password, user.hashed_password if user else None)
     if user is None or not matches or not user.is_active:
         raise UnauthorizedError(BAD_CREDENTIALS)
-    if new_hash is not None:  # stored with outdated Argon2 parameters: upgrade it now
-        await user_repository.update(session, user, hashed_password=new_hash)
+    if new_hash is not None:  # stored with outdated Argon2 parameters: upgrade it now, unless
+        # the password changed while this one was checked (it would come back to life)
+        await user_repository.update(
+            session, user.id, User.hashed_password == user.hashed_password, hashed_password=new_hash
+        )
     refresh_jti = uuid.uuid4()
     login_session = await session_repository.add(
         session,
@@ -121,7 +124,7 @@ async def refresh(session: AsyncSession, settings: Settings, *, refresh_token: s
     return _issue(settings, user_id=user.id, session_id=claims.session_id, refresh_jti=new_jti)
 
 
-async def authenticate(connection: AsyncConnection, claims: TokenClaims) -> User:
+async def authenticate(connection: AsyncConnection, claims: TokenClaims) -> UserView:
     """The active user behind a verified access token's live login session, in one query."""
     user = await session_repository.active_user(
         connection, user_id=claims.user_id, session_id=claims.session_id

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.models import Item, User
+from app.models import Item, UserView
 from app.repositories import item_repository
 from app.repositories.owned import Versions
 from app.repositories.pages import PageRows, Position
@@ -18,7 +18,7 @@ from app.services import owned_resources
 async def page(
     connection: AsyncConnection,
     *,
-    user: User,
+    user: UserView,
     limit: int,
     offset: int | None,
     after: Position | None,
@@ -28,11 +28,13 @@ async def page(
     )
 
 
-async def get(session: AsyncSession, *, user: User, item_id: uuid.UUID) -> Item:
+async def get(session: AsyncSession, *, user: UserView, item_id: uuid.UUID) -> Item:
     return await owned_resources.get(session, Item, item_id, user=user)
 
 
-async def create(session: AsyncSession, *, user: User, title: str, description: str | None) -> Item:
+async def create(
+    session: AsyncSession, *, user: UserView, title: str, description: str | None
+) -> Item:
     return await owned_resources.create(
         session, Item, user=user, title=title, description=description
     )
@@ -41,7 +43,7 @@ async def create(session: AsyncSession, *, user: User, title: str, description: 
 async def update(
     session: AsyncSession,
     *,
-    user: User,
+    user: UserView,
     item_id: uuid.UUID,
     changes: dict[str, Any],
     versions: Versions = None,
@@ -52,6 +54,6 @@ async def update(
 
 
 async def delete(
-    session: AsyncSession, *, user: User, item_id: uuid.UUID, versions: Versions = None
+    session: AsyncSession, *, user: UserView, item_id: uuid.UUID, versions: Versions = None
 ) -> None:
     await owned_resources.delete(session, Item, item_id, user=user, versions=versions)

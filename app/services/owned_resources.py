@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.exceptions import AppException, NotFoundError, PreconditionFailedError
-from app.models import User
+from app.models import UserView
 from app.models.base import OwnedResource
 from app.repositories import owned
 from app.repositories.owned import OwnedPages, Versions
@@ -19,7 +19,7 @@ from app.repositories.pages import PageRows, Position
 M = TypeVar("M", bound=OwnedResource)
 
 
-def scope(user: User) -> uuid.UUID | None:
+def scope(user: UserView) -> uuid.UUID | None:
     """The owner filter for this user's queries: none for a superuser, their id otherwise."""
     return None if user.is_superuser else user.id
 
@@ -28,7 +28,7 @@ async def page(
     connection: AsyncConnection,
     statements: OwnedPages,
     *,
-    user: User,
+    user: UserView,
     limit: int,
     offset: int | None,
     after: Position | None,
@@ -38,14 +38,14 @@ async def page(
     )
 
 
-async def get(session: AsyncSession, model: type[M], row_id: uuid.UUID, *, user: User) -> M:
+async def get(session: AsyncSession, model: type[M], row_id: uuid.UUID, *, user: UserView) -> M:
     row = await owned.get_one(session, model, row_id, owner_id=scope(user))
     if row is None:
         raise _not_found(model, row_id)
     return row
 
 
-async def create(session: AsyncSession, model: type[M], *, user: User, **values: Any) -> M:
+async def create(session: AsyncSession, model: type[M], *, user: UserView, **values: Any) -> M:
     return await owned.add(session, model, owner_id=user.id, **values)
 
 
@@ -54,7 +54,7 @@ async def update(
     model: type[M],
     row_id: uuid.UUID,
     *,
-    user: User,
+    user: UserView,
     changes: dict[str, Any],
     versions: Versions = None,
 ) -> M:
@@ -71,7 +71,7 @@ async def delete(
     model: type[OwnedResource],
     row_id: uuid.UUID,
     *,
-    user: User,
+    user: UserView,
     versions: Versions = None,
 ) -> None:
     if not await owned.delete_one(session, model, row_id, owner_id=scope(user), versions=versions):
@@ -86,7 +86,7 @@ async def _missing_or_changed(
     session: AsyncSession,
     model: type[OwnedResource],
     row_id: uuid.UUID,
-    user: User,
+    user: UserView,
     versions: Versions,
 ) -> AppException:
     """Why a write matched no row: the row is gone (or not the user's), or it has changed."""

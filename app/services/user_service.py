@@ -1,4 +1,9 @@
-"""Accounts: registration, profile changes, passwords, administration."""
+"""Accounts: registration, profile changes, passwords, administration.
+
+A change loads the account in its own transaction, locked (`user_repository.lock`), before it
+decides anything; the account the request was authenticated as (a `UserView`) only says who
+asks. Lock order: the user's row first, then its tokens and sessions.
+"""
 
 import uuid
 from typing import Any, Literal
@@ -16,6 +21,8 @@ from app.repositories.pages import PageRows, Position
 logger = structlog.get_logger("app.users")
 
 PASSWORD_RESET_PURPOSE = "password_reset"  # noqa: S105 - a token kind, no secret
+VERIFY_EMAIL_PURPOSE = "verify_email"
+WRONG_PASSWORD = "Current password is incorrect"  # noqa: S105 - a message
 
 
 async def _ensure_email_free(
@@ -45,11 +52,30 @@ async def create(
     )
 
 
+def _not_found(user_id: uuid.UUID) -> NotFoundError:
+    return NotFoundError(f"User with id '{user_id}' not found")
+
+
 async def get(session: AsyncSession, user_id: uuid.UUID) -> User:
     user = await user_repository.get(session, user_id)
     if user is None:
-        raise NotFoundError(f"User with id '{user_id}' not found")
+        raise _not_found(user_id)
     return user
+
+
+async def lock(session: AsyncSession, user_id: uuid.UUID) -> User:
+    """The account's current row, held by this transaction until it ends; 404 if gone."""
+    user = await user_repository.lock(session, user_id)
+    if user is None:
+        raise _not_found(user_id)
+    return user
+
+
+async def check_password(user: User, password: str) -> None:
+    """403 unless `password` is the account's current one (`user` as locked by `lock`)."""
+    matches, _ = await verify_password(password, user.hashed_password)
+    if not matches:
+        raise ForbiddenError(WRONG_PASSWORD)
 
 
 async def page(
@@ -58,40 +84,58 @@ async def page(
     return await user_repository.page(connection, limit=limit, offset=offset or 0, after=after)
 
 
-async def update(session: AsyncSession, user: User, changes: dict[str, Any]) -> User:
-    """Apply the fields a client sent; a new password or deactivation ends every session.
+async def update(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    changes: dict[str, Any],
+    *,
+    current_password: str | None = None,
+) -> tuple[User, str]:
+    """Apply the fields a client sent; the account as changed, and its previous address.
 
-    A new email address is unverified; a new password kills outstanding reset links.
+    With `current_password`, nothing changes unless it is the account's password. A new
+    address is unverified and ends every emailed link of the account; a new password ends the
+    reset links; a new password or a deactivation ends every session.
     """
     values = dict(changes)
-    if "email" in values:
-        await _ensure_email_free(session, values["email"], except_id=user.id)
-        if values["email"].lower() != user.email:
-            values["email_verified"] = False
     password = values.pop("password", None)
-    if password is not None:
+    if password is not None:  # hashed before the row is locked: the lock is held briefly
         values["hashed_password"] = await hash_password(password)
-        await account_token_repository.invalidate(
-            session, user_id=user.id, purpose=PASSWORD_RESET_PURPOSE
-        )
+    user = await lock(session, user_id)
+    if current_password is not None:
+        await check_password(user, current_password)
+    previous_email = user.email
+    if values.get("email", previous_email) == previous_email:
+        values.pop("email", None)
+    else:
+        await _ensure_email_free(session, values["email"], except_id=user_id)
+        values["email_verified"] = False
+    updated = await user_repository.update(session, user_id, **values)
+    if updated is None:  # only when the row vanished, which its lock prevents on PostgreSQL
+        raise _not_found(user_id)
+    ended_links = []
+    if "email" in values:
+        ended_links += [PASSWORD_RESET_PURPOSE, VERIFY_EMAIL_PURPOSE]
+    elif password is not None:
+        ended_links.append(PASSWORD_RESET_PURPOSE)
+    if ended_links:
+        await account_token_repository.invalidate(session, user_id=user_id, purposes=ended_links)
     if password is not None or values.get("is_active") is False:
-        await session_repository.revoke_all_for_user(session, user_id=user.id)
-    return await user_repository.update(session, user, **values)
+        await session_repository.revoke_all_for_user(session, user_id=user_id)
+    return updated, previous_email
 
 
 async def change_password(
-    session: AsyncSession, user: User, *, current_password: str, new_password: str
+    session: AsyncSession, user_id: uuid.UUID, *, current_password: str, new_password: str
 ) -> None:
     """Check the current password, store the new one and end every session of the user."""
-    matches, _ = await verify_password(current_password, user.hashed_password)
-    if not matches:
-        raise ForbiddenError("Current password is incorrect")
-    await update(session, user, {"password": new_password})
+    await update(session, user_id, {"password": new_password}, current_password=current_password)
 
 
-async def delete(session: AsyncSession, user: User) -> None:
+async def delete(session: AsyncSession, user_id: uuid.UUID) -> None:
     """Remove the account; its items and sessions go with it (ON DELETE CASCADE)."""
-    await user_repository.delete(session, user)
+    if not await user_repository.delete(session, user_id):
+        raise _not_found(user_id)
 
 
 async def ensure_superuser(

@@ -123,7 +123,8 @@ async def test_changing_the_email_unverifies_it_and_verifies_the_new_one(
     alice = await make_account(client, "alice@example.com")
     old_token = token_in(await mailbox.received("alice@example.com"))
     await client.post(f"{AUTH}/verify-email", json={"token": old_token})
-    changed = await client.patch(ME, headers=alice.headers, json={"email": "Alice2@Example.com"})
+    body = {"email": "Alice2@Example.com", "current_password": PASSWORD}
+    changed = await client.patch(ME, headers=alice.headers, json=body)
     assert changed.status_code == 200
     assert changed.json()["email_verified"] is False
     token = token_in(await mailbox.received("alice2@example.com"))
@@ -137,7 +138,8 @@ async def test_a_link_for_a_previous_address_does_not_verify_the_new_one(
 ) -> None:
     alice = await make_account(client, "alice@example.com")
     old_token = token_in(await mailbox.received("alice@example.com"))
-    await client.patch(ME, headers=alice.headers, json={"email": "alice2@example.com"})
+    body = {"email": "alice2@example.com", "current_password": PASSWORD}
+    assert (await client.patch(ME, headers=alice.headers, json=body)).status_code == 200
     response = await client.post(f"{AUTH}/verify-email", json={"token": old_token})
     assert_envelope(response, 400, "bad_request")
     assert (await client.get(ME, headers=alice.headers)).json()["email_verified"] is False

@@ -152,3 +152,25 @@ async def test_a_refused_connection_is_an_outage_not_a_bug(
         )
     assert response.status_code == 503
     assert response.json()["error"] == "service_unavailable"
+
+
+async def test_a_failing_statement_logs_no_parameter_values(
+    app: FastAPI, client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """An email address or a token hash bound to a failing statement never reaches the log."""
+    secret = "carol.private@example.com"
+    statement = (
+        "SELECT CAST(:value AS integer)" if is_postgresql(app) else "SELECT :value; SELECT 2"
+    )
+
+    @app.post("/_test/leaky")
+    async def leaky(session: SessionDep) -> None:
+        await session.execute(text(statement), {"value": secret})
+
+    response = await client.post("/_test/leaky")
+    assert response.status_code == 500
+    logged = capfd.readouterr().err
+    assert '"event":"database_error"' in logged
+    assert "SELECT" in logged  # the statement and the stack are there to debug with
+    assert "test_database_errors.py" in logged
+    assert secret not in logged

@@ -260,3 +260,34 @@ async def test_the_openapi_document_names_the_headers_and_errors(
         assert "if-match" in headers_of(operation)
         assert "412" in operation["responses"]
     assert "ETag" in patch["responses"]["200"]["headers"]
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        '"²"',  # a digit to str.isdigit(), not to int()
+        '"0003"',  # not the tag the service sent ("3"): strong comparison is of the exact string
+        '"2147483648"',  # past PostgreSQL's integer
+        '"9223372036854775808"',  # past SQLite's integer
+        '"' + "9" * 4400 + '"',  # past Python's int() digit limit
+        '"-1"',
+        '" 1"',
+    ],
+    ids=["latin1-digit", "leading-zeros", "int4-overflow", "int8-overflow", "huge", "neg", "space"],
+)
+async def test_a_malformed_or_impossible_if_match_is_a_412_never_a_500(
+    client: httpx.AsyncClient, alice: Account, tag: str
+) -> None:
+    url, _ = await new_item(client, alice)
+    for _ in range(2):  # version 1, then 3 ("0003" names it too, but not as the service spells it)
+        await client.patch(url, json={"title": "Again"}, headers=alice.headers)
+    headers = {**alice.headers, "If-Match": tag.encode("latin-1")}  # bytes: "²" is not ASCII
+    patched = await client.patch(url, json={"title": "Changed"}, headers=headers)
+    assert_envelope(patched, 412, "precondition_failed")
+    assert_envelope(await client.delete(url, headers=headers), 412, "precondition_failed")
+    current = await client.get(url, headers=alice.headers)
+    assert (current.json()["title"], current.headers["etag"]) == ("Again", '"3"')
+    unmatched = await client.get(
+        url, headers={**alice.headers, "If-None-Match": tag.encode("latin-1")}
+    )
+    assert unmatched.status_code == 200

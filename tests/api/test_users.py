@@ -26,7 +26,11 @@ async def test_read_me(client: httpx.AsyncClient, alice: Account) -> None:
 async def test_update_me(client: httpx.AsyncClient, alice: Account) -> None:
     response = await client.patch(
         ME,
-        json={"full_name": "Alice Liddell", "email": "Alice2@Example.com"},
+        json={
+            "full_name": "Alice Liddell",
+            "email": "Alice2@Example.com",
+            "current_password": PASSWORD,
+        },
         headers=alice.headers,
     )
     assert response.status_code == 200
@@ -38,7 +42,8 @@ async def test_update_me(client: httpx.AsyncClient, alice: Account) -> None:
 async def test_update_me_to_a_taken_email_conflicts(
     client: httpx.AsyncClient, alice: Account, bob: Account
 ) -> None:
-    response = await client.patch(ME, json={"email": "BOB@example.com"}, headers=alice.headers)
+    body = {"email": "BOB@example.com", "current_password": PASSWORD}
+    response = await client.patch(ME, json=body, headers=alice.headers)
     assert_envelope(response, 409, "conflict")
 
 

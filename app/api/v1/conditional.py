@@ -22,6 +22,10 @@ IfNoneMatch = Annotated[
     str | None, Header(description="Answer 304 if the ETag is still one of these, or `*`")
 ]
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*(?:,|$)')
+# The tags this service sends: a version in plain ASCII digits, no leading zero, within the
+# column's range. Any other tag names a version that cannot exist, so it matches nothing.
+_VERSION = re.compile(r"[1-9][0-9]{0,9}")
+MAX_VERSION = 2**31 - 1  # PostgreSQL's integer
 
 ETAG_HEADER = {"ETag": {"description": "The current version", "schema": {"type": "string"}}}
 PRECONDITION_FAILED = error_responses({412: "Changed since the If-Match ETag"})
@@ -45,11 +49,16 @@ def _tags(header: str) -> list[tuple[bool, str]]:
 def if_match_versions(if_match: str | None) -> frozenset[int] | None:
     """The versions a write may change; None when any will do (no If-Match, or `*`).
 
-    If-Match compares strongly: a weak or unknown tag matches nothing, and the write gets 412.
+    If-Match compares strongly, as the exact string sent: a weak, malformed or impossible tag
+    matches nothing, and the write gets 412.
     """
     if if_match is None or if_match.strip() == "*":
         return None
-    return frozenset(int(tag) for weak, tag in _tags(if_match) if not weak and tag.isdigit())
+    return frozenset(
+        version
+        for weak, tag in _tags(if_match)
+        if not weak and _VERSION.fullmatch(tag) and (version := int(tag)) <= MAX_VERSION
+    )
 
 
 def read(row: M, response: Response, if_none_match: str | None) -> M | Response:

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.v1.conditional import etag
 from app.api.v1.schemas.common import error_responses
-from app.models import User
+from app.models import UserView
 from app.models.base import OwnedResource
 from app.services import idempotency
 
@@ -50,7 +50,7 @@ async def create_once(
     session: AsyncSession,
     request: Request,
     *,
-    user: User,
+    user: UserView,
     key: str | None,
     body: BaseModel,
     create: Callable[[], Awaitable[OwnedResource]],

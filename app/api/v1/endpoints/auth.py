@@ -15,12 +15,19 @@ from app.api.v1.schemas.auth import (
 )
 from app.api.v1.schemas.common import error_responses
 from app.api.v1.schemas.users import UserPublic, UserRegister
-from app.dependencies import CurrentSessionId, CurrentUser, SessionDep, SettingsDep
+from app.dependencies import (
+    CurrentSessionId,
+    CurrentUser,
+    EmailQuotaDep,
+    SessionDep,
+    SettingsDep,
+)
 from app.services import account_service, auth_service
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 UNAUTHORIZED = error_responses({401: "Invalid credentials or token"})
 BAD_TOKEN = error_responses({400: "Unknown, expired or used token"})
+EMAIL_LIMITED = error_responses({429: "Too many emails to this address or from this client"})
 # The same answer whether or not the account exists: nothing here tells which addresses do.
 RESET_ACCEPTED = Accepted(detail="If an active account has this address, an email is on its way")
 
@@ -29,12 +36,19 @@ RESET_ACCEPTED = Accepted(detail="If an active account has this address, an emai
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
-    responses=error_responses({409: "Email already registered"}),
+    responses={**error_responses({409: "Email already registered"}), **EMAIL_LIMITED},
 )
-async def register(body: UserRegister, session: SessionDep, settings: SettingsDep) -> object:
+async def register(
+    body: UserRegister, session: SessionDep, settings: SettingsDep, quota: EmailQuotaDep
+) -> object:
     """Create an account; a verification email goes to its address."""
     return await account_service.register(
-        session, settings, email=body.email, password=body.password, full_name=body.full_name
+        session,
+        settings,
+        quota,
+        email=body.email,
+        password=body.password,
+        full_name=body.full_name,
     )
 
 
@@ -82,22 +96,27 @@ async def verify_email(body: EmailVerification, session: SessionDep) -> object:
     "/verify-email/resend",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=error_responses({401: "Not authenticated"}),
+    responses={**error_responses({401: "Not authenticated"}), **EMAIL_LIMITED},
 )
 async def resend_verification(
-    user: CurrentUser, session: SessionDep, settings: SettingsDep
+    user: CurrentUser, session: SessionDep, settings: SettingsDep, quota: EmailQuotaDep
 ) -> Accepted:
     """Send a fresh verification email (none when the address is verified already)."""
-    account_service.resend_verification(session, settings, user)
+    await account_service.resend_verification(session, settings, quota, user)
     return Accepted(detail="A verification email is on its way unless the address is verified")
 
 
-@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+@router.post(
+    "/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=EMAIL_LIMITED,
+)
 async def request_password_reset(
-    body: PasswordResetRequest, session: SessionDep, settings: SettingsDep
+    body: PasswordResetRequest, session: SessionDep, settings: SettingsDep, quota: EmailQuotaDep
 ) -> Accepted:
     """Email a reset link to the account with this address, if there is one."""
-    account_service.request_password_reset(session, settings, email=body.email)
+    await account_service.request_password_reset(session, settings, quota, email=body.email)
     return RESET_ACCEPTED
 
 

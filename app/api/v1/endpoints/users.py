@@ -21,6 +21,7 @@ from app.api.v1.schemas.users import (
 )
 from app.dependencies import (
     CurrentUser,
+    EmailQuotaDep,
     ReadConnectionDep,
     ReadSessionDep,
     SessionDep,
@@ -38,6 +39,7 @@ ADMIN_ONLY = error_responses({403: "Superuser privileges required"})
 NOT_FOUND = error_responses({404: "User not found"})
 CONFLICT = error_responses({409: "Email already registered"})
 WRONG_PASSWORD = error_responses({403: "Current password is incorrect"})
+EMAIL_LIMITED = error_responses({429: "Too many emails to this address or from this client"})
 
 
 @router.get("/me", response_model=UserPublic)
@@ -45,26 +47,40 @@ async def read_me(user: CurrentUser) -> object:
     return user
 
 
-@router.patch("/me", response_model=UserPublic, responses=CONFLICT)
+@router.patch(
+    "/me", response_model=UserPublic, responses={**CONFLICT, **WRONG_PASSWORD, **EMAIL_LIMITED}
+)
 async def update_me(
-    body: UserUpdateMe, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    body: UserUpdateMe,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    quota: EmailQuotaDep,
 ) -> object:
-    """A new email address is unverified until the link sent to it is opened."""
-    changes = body.model_dump(exclude_unset=True)
-    return await account_service.update_profile(session, settings, user, changes)
+    """A new email needs `current_password`; it is unverified until the link sent to it is
+    opened, the previous address gets a notice, and every emailed link of the account ends."""
+    changes = body.model_dump(exclude_unset=True, exclude={"current_password"})
+    return await account_service.update_profile(
+        session,
+        settings,
+        user.id,
+        changes,
+        quota=quota,
+        current_password=body.current_password,
+    )
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_me(user: CurrentUser, session: SessionDep) -> None:
     """Delete the account, its items and every session."""
-    await user_service.delete(session, user)
+    await user_service.delete(session, user.id)
 
 
 @router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=WRONG_PASSWORD)
 async def change_password(body: PasswordChange, user: CurrentUser, session: SessionDep) -> None:
     """Set a new password; every token issued before stops working."""
     await user_service.change_password(
-        session, user, current_password=body.current_password, new_password=body.new_password
+        session, user.id, current_password=body.current_password, new_password=body.new_password
     )
 
 
@@ -108,13 +124,12 @@ async def read_user(user_id: uuid.UUID, _: SuperUser, session: ReadSessionDep) -
 async def update_user(
     user_id: uuid.UUID, body: UserUpdate, _: SuperUser, session: SessionDep, settings: SettingsDep
 ) -> object:
-    user = await user_service.get(session, user_id)
     changes = body.model_dump(exclude_unset=True)
-    return await account_service.update_profile(session, settings, user, changes)
+    return await account_service.update_profile(session, settings, user_id, changes)
 
 
 @router.delete(
     "/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**ADMIN_ONLY, **NOT_FOUND}
 )
 async def delete_user(user_id: uuid.UUID, _: SuperUser, session: SessionDep) -> None:
-    await user_service.delete(session, await user_service.get(session, user_id))
+    await user_service.delete(session, user_id)

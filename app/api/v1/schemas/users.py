@@ -1,10 +1,11 @@
 import uuid
 from datetime import datetime
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Self
 
 import email_validator
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from app.api.v1.schemas.common import PatchModel, SafeStr, StrictModel
 
@@ -43,14 +44,33 @@ class UserCreate(UserRegister):
     is_superuser: bool = False
 
 
-class UserUpdateMe(PatchModel):
+CurrentPassword = Annotated[SafeStr, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+
+
+class ProfileUpdate(PatchModel):
     not_nullable: ClassVar[tuple[str, ...]] = ("email",)
 
     email: Email | SkipJsonSchema[None] = None
     full_name: FullName | None = None
 
 
-class UserUpdate(UserUpdateMe):
+class UserUpdateMe(ProfileUpdate):
+    """A new `email` needs `current_password`: an access token alone cannot move the account."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"dependentRequired": {"email": ["current_password"]}}
+    )
+
+    current_password: CurrentPassword | SkipJsonSchema[None] = None
+
+    @model_validator(mode="after")
+    def _password_for_a_new_email(self) -> Self:
+        if "email" in self.model_fields_set and self.current_password is None:
+            raise PydanticCustomError("missing", "current_password is required to change email")
+        return self
+
+
+class UserUpdate(ProfileUpdate):
     """What a superuser may change on any account."""
 
     not_nullable = ("email", "password", "is_active", "is_superuser")
@@ -61,7 +81,7 @@ class UserUpdate(UserUpdateMe):
 
 
 class PasswordChange(StrictModel):
-    current_password: Annotated[SafeStr, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+    current_password: CurrentPassword
     new_password: Password
 
 
