@@ -40,7 +40,7 @@ fuzz: install ## Schemathesis, all checks and phases, against a live server, as 
 	$(BIN)/python scripts/fuzz.py --as user
 
 bench: install ## Keel (production server) vs ../shared/bench's ceiling with wrk; writes docs/benchmarks.md
-	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 drills: install ## Resilience drills (CONTRACT.md section 7) on throwaway PostgreSQL and Redis
 	scripts/drills

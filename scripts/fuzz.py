@@ -88,8 +88,8 @@ def main() -> int:
             "LOG_FORMAT": "json",
             "KEEL_FUZZ_URL": base_url,
             "KEEL_FUZZ_ROLE": args.role,
-            "SCHEMATHESIS_HOOKS": "tests.fuzz_hooks",
-            "PYTHONPATH": str(ROOT),
+            "SCHEMATHESIS_HOOKS": "fuzz_hooks",  # scripts/fuzz_hooks.py
+            "PYTHONPATH": f"{ROOT}:{ROOT / 'scripts'}",
         }
         env.pop("REDIS_URL", None)
         subprocess.run([BIN / "python", "-m", "app", "migrate"], env=env, cwd=ROOT, check=True)

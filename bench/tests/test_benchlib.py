@@ -1,4 +1,4 @@
-"""The benchmark harness's pure helpers (scripts/benchlib): wrk output parsing, Lua, targets.
+"""The benchmark harness's pure helpers (bench/benchlib): wrk output parsing, Lua, targets.
 
 The harness itself (`make bench`) is never run here, and nothing here times anything.
 """
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchlib.report import (
     Report,

@@ -18,10 +18,7 @@ import asyncio
 import signal
 import sys
 import time
-from pathlib import Path
 from types import FrameType
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.drills import harness, jobs
 from tests.drills.harness import DrillResult, Stack

@@ -1,6 +1,6 @@
 """Scale-out proof on one machine: two Keel instances behind nginx, sharing PostgreSQL and Redis.
 
-Run it with `scripts/cluster-smoke` (needs nginx, PostgreSQL and Redis; not part of CI). It shows:
+Run it with `bench/cluster-smoke` (needs nginx, PostgreSQL and Redis; not part of CI). It shows:
 1. one rate limit across both instances (Redis), not one per process;
 2. a logout on one instance is honoured by the other;
 3. restarting one instance under load loses no request.

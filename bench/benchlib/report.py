@@ -187,7 +187,7 @@ def render_markdown(report: Report, chart_name: str) -> str:
     details = "\n".join(f"- {line}" for line in report.details)
     return f"""# Benchmarks
 
-Written by `make bench` (`scripts/bench.py`) on {report.date}. Rerun it on a quiet machine to
+Written by `make bench` (`bench/bench.py`) on {report.date}. Rerun it on a quiet machine to
 refresh this page; figures drift by up to 20% between runs on a shared machine, so compare the
 Keel/ceiling ratios (measured in the same run, rounds interleaved) rather than absolute rates.
 

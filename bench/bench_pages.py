@@ -1,6 +1,6 @@
 """What a deep page costs: page 1 vs page 400 of a 10,000-item owner, by offset and by cursor.
 
-    .venv/bin/python scripts/bench_pages.py [--database-url URL] [--rounds 200]
+    .venv/bin/python bench/bench_pages.py [--database-url URL] [--rounds 200]
 
 Runs the app in-process on PostgreSQL (database `keel_bench_pages` beside TEST_DATABASE_URL or
 --database-url, recreated), seeds one owner with 10,000 items, then times `GET /api/v1/items`

@@ -1,7 +1,7 @@
 """Keel's benchmark: the real production stack against the framework-free ceiling, with wrk.
 
-    make bench                      # or: .venv/bin/python scripts/bench.py [options]
-    .venv/bin/python scripts/bench.py --duration 3 --rounds 1 --memory-duration 5   # a quick look
+    make bench                      # or: .venv/bin/python bench/bench.py [options]
+    .venv/bin/python bench/bench.py --duration 3 --rounds 1 --memory-duration 5   # a quick look
 
 Starts Keel as production runs it (Gunicorn, 2 Uvicorn workers, PostgreSQL database
 `keel_bench`, Redis db 5, access log on at INFO) and, when ../shared/bench is there, the ceiling

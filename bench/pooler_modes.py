@@ -1,6 +1,6 @@
 """Prepared-statement modes through PgBouncer in transaction mode, measured: which fail.
 
-    .venv/bin/python scripts/pooler_modes.py [--database-url URL] [--requests 400]
+    .venv/bin/python bench/pooler_modes.py [--database-url URL] [--requests 400]
 
 Starts Debian's PgBouncer (tests/pgbouncer.py, 4 server connections) in front of the database and
 runs the same two-statement unit of work from 32 concurrent clients in each mode, inside a

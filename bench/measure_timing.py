@@ -1,8 +1,8 @@
 """How long a login or a password-reset request takes for a real account and for an unknown
 email. The two should be alike: neither answer may tell which addresses have accounts.
 
-    .venv/bin/python scripts/measure_timing.py login [--rounds 30] [--database-url URL]
-    .venv/bin/python scripts/measure_timing.py reset [--rounds 200] [--database-url URL]
+    .venv/bin/python bench/measure_timing.py login [--rounds 30] [--database-url URL]
+    .venv/bin/python bench/measure_timing.py reset [--rounds 200] [--database-url URL]
         [--redis-url URL]
 
 Runs the app in-process (real lifespan, real Argon2id, SQLite in a temp dir by default). Known

@@ -1,4 +1,4 @@
-"""Schemathesis hooks (SCHEMATHESIS_HOOKS=tests.fuzz_hooks), used by scripts/fuzz.py.
+"""Schemathesis hooks (SCHEMATHESIS_HOOKS=fuzz_hooks), used by scripts/fuzz.py.
 
 Every token belongs to a throwaway account: a superuser created straight in the database
 (KEEL_FUZZ_ROLE=superuser, so fuzzed requests reach every route) or a normal user registered

@@ -1,7 +1,7 @@
 """Keel trees and the ceiling under the same load, interleaved: req/s, ratio, CPU per request.
 
-    .venv/bin/python scripts/bench_cpu.py after=. before=/tmp/keel-main [--rounds 4 --duration 5]
-    .venv/bin/python scripts/bench_cpu.py fixed=.:DATABASE_MAX_OVERFLOW=0 default=.
+    .venv/bin/python bench/bench_cpu.py after=. before=/tmp/keel-main [--rounds 4 --duration 5]
+    .venv/bin/python bench/bench_cpu.py fixed=.:DATABASE_MAX_OVERFLOW=0 default=.
 
 Each subject is NAME=PATH[:VAR=VALUE,...]: a Keel checkout (its own code, this virtualenv) run
 as `make bench` runs it (Gunicorn, 2 workers, seeded database), with extra settings. The ceiling
