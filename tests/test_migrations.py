@@ -57,7 +57,7 @@ database_url, version_path = sys.argv[1:]
 config = migrations.alembic_config(database_url)
 command.upgrade(config, "head")
 sa.Table(
-    "orders",
+    "keel_migration_probe",  # a name no forker's model will take (not the README's `orders`)
     Base.metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column("owner_id", sa.ForeignKey("users.id", ondelete="CASCADE"), index=True),
@@ -66,7 +66,7 @@ sa.Table(
 )
 locations = os.pathsep.join([f"{config.get_main_option('script_location')}/versions", version_path])
 config.set_main_option("version_locations", locations)
-command.revision(config, message="add orders", autogenerate=True, version_path=version_path)
+command.revision(config, message="add probe", autogenerate=True, version_path=version_path)
 """
 
 
@@ -84,9 +84,9 @@ def test_a_new_models_migration_is_lint_clean(tmp_path: Path) -> None:
             capture_output=True,
             timeout=120,
         )
-        (written,) = versions.glob("*_add_orders.py")
+        (written,) = versions.glob("*_add_probe.py")
         source = written.read_text()
-        assert 'op.create_table(\n        "orders",' in source
+        assert 'op.create_table(\n        "keel_migration_probe",' in source
         assert "op.drop_table(" in source
         ruff = [str(Path(sys.executable).parent / "ruff")]
         for check in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
