@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 import structlog
@@ -110,18 +111,58 @@ async def get_current_user(request: Request, claims: AccessClaims) -> UserView:
         return await _authenticate(claims, connection)
 
 
-async def get_reading_user(claims: AccessClaims, connection: ReadConnectionDep) -> UserView:
-    """The caller, looked up through the request's own read connection (ReadConnectionDep).
-
-    For endpoints that only read: the lookup and the endpoint's reads share one connection,
-    checked out once. An endpoint that writes uses CurrentUser (tests/api/test_connections.py).
-    """
-    return await _authenticate(claims, connection)
-
-
 # The caller as authenticated: who asks and what they may do, never a row to write back.
 CurrentUser = Annotated[UserView, Depends(get_current_user)]
-ReadingUser = Annotated[UserView, Depends(get_reading_user)]
+
+
+class Reader:
+    """An endpoint that only reads: the caller, and one pooled connection in autocommit that
+    the caller's lookup and the endpoint's queries share; `session` puts an ORM session on that
+    same connection, opened on first use. Any write through either raises."""
+
+    def __init__(self, user: UserView, connection: AsyncConnection) -> None:
+        self.user = user
+        self.connection = connection
+        self._session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            self._session = read_sessions(bind=self.connection)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+async def get_reader(request: Request, claims: AccessClaims) -> AsyncIterator[Reader]:
+    """The token is checked first (AccessClaims): a request without one takes no connection."""
+    engine: AsyncEngine = request.app.state.read_engine
+    async with engine.connect() as connection:
+        reader = Reader(await _authenticate(claims, connection), connection)
+        try:
+            yield reader
+        finally:
+            await reader.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Writer:
+    """An endpoint that writes: the caller (looked up on a connection of its own, handed back
+    first) and the request's transaction, committed before the answer is sent."""
+
+    user: UserView
+    session: AsyncSession
+
+
+async def get_writer(user: CurrentUser, session: SessionDep) -> Writer:
+    return Writer(user, session)
+
+
+# One dependency per intent: a route that reads declares ReaderDep, one that writes WriterDep.
+ReaderDep = Annotated[Reader, Depends(get_reader, scope="function")]
+WriterDep = Annotated[Writer, Depends(get_writer)]
 
 
 async def get_session_id(claims: AccessClaims, _: CurrentUser) -> uuid.UUID:

@@ -43,15 +43,22 @@ class OwnedPages(NamedTuple):
     everybody: pages.PageStatements
 
 
-def page_statements(model: type[OwnedResource], *columns: Any) -> OwnedPages:
-    """Built once per resource, at import (see `pages.statements` for `columns`)."""
-    own = pages.statements(model, *columns, scope=model.owner_id == sa.bindparam("owner_id"))
-    return OwnedPages(own, pages.statements(model, *columns, scope=sa.true()))
+_PAGE_STATEMENTS: dict[type[OwnedResource], OwnedPages] = {}
+
+
+def page_statements(model: type[OwnedResource]) -> OwnedPages:
+    """Built once per resource, on its first page."""
+    statements = _PAGE_STATEMENTS.get(model)
+    if statements is None:
+        own = pages.statements(model, scope=model.owner_id == sa.bindparam("owner_id"))
+        statements = OwnedPages(own, pages.statements(model, scope=sa.true()))
+        _PAGE_STATEMENTS[model] = statements
+    return statements
 
 
 async def page(
     connection: AsyncConnection,
-    statements: OwnedPages,
+    model: type[OwnedResource],
     *,
     owner_id: Owner,
     limit: int,
@@ -59,6 +66,7 @@ async def page(
     after: Position | None,
 ) -> pages.PageRows:
     """Newest first, by offset or after a cursor's position, with the total."""
+    statements = page_statements(model)
     if owner_id is None:
         return await pages.fetch(
             connection, statements.everybody, limit=limit, offset=offset, after=after

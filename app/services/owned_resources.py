@@ -1,7 +1,9 @@
 """Rules every owned resource shares: a user works on their own rows, a superuser on all.
 
-Someone else's row answers exactly like a missing one: ids reveal nothing. A write with
-`versions` (from If-Match) changes the row only if it still has one of them.
+Each function takes the resource's model (a `models.base.OwnedResource`): a resource needs a
+service module of its own only for rules of its own. Someone else's row answers exactly like a
+missing one: ids reveal nothing. A write with `versions` (from If-Match) changes the row only
+if it still has one of them.
 """
 
 import uuid
@@ -13,7 +15,7 @@ from app.core.exceptions import AppException, NotFoundError, PreconditionFailedE
 from app.models import UserView
 from app.models.base import OwnedResource
 from app.repositories import owned
-from app.repositories.owned import OwnedPages, Versions
+from app.repositories.owned import Versions
 from app.repositories.pages import PageRows, Position
 
 M = TypeVar("M", bound=OwnedResource)
@@ -26,15 +28,16 @@ def scope(user: UserView) -> uuid.UUID | None:
 
 async def page(
     connection: AsyncConnection,
-    statements: OwnedPages,
+    model: type[OwnedResource],
     *,
     user: UserView,
     limit: int,
     offset: int | None,
     after: Position | None,
 ) -> PageRows:
+    """The user's rows (a superuser's: everybody's), newest first, with the total."""
     return await owned.page(
-        connection, statements, owner_id=scope(user), limit=limit, offset=offset or 0, after=after
+        connection, model, owner_id=scope(user), limit=limit, offset=offset or 0, after=after
     )
 
 

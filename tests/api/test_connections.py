@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import event
 
 from app.api.v1 import endpoints
-from app.dependencies import get_read_connection, get_reading_user, get_session
+from app.dependencies import get_read_connection, get_reader, get_session
 from tests.api.conftest import Account
 
 
@@ -32,12 +32,15 @@ def endpoint_routes() -> Iterator[APIRoute]:
 
 
 def test_no_endpoint_that_writes_holds_the_read_connection() -> None:
-    """ReadingUser holds the read connection: beside SessionDep's that would be two."""
+    """ReaderDep and ReadConnectionDep hold a read connection: beside SessionDep's (WriterDep)
+    that would be two at once."""
     routes = list(endpoint_routes())
-    readers = [route for route in routes if get_read_connection in set(calls(route.dependant))]
+    readers = [
+        route for route in routes if {get_read_connection, get_reader} & set(calls(route.dependant))
+    ]
     assert {route.name for route in readers} >= {"list_items", "read_item", "list_users"}
     assert {"list_items", "read_item"} <= {
-        route.name for route in readers if get_reading_user in set(calls(route.dependant))
+        route.name for route in readers if get_reader in set(calls(route.dependant))
     }
     for route in readers:
         assert get_session not in set(calls(route.dependant)), route.path

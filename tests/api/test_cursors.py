@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.api.v1 import cursors
-from app.api.v1.cursors import InvalidCursorError, Position
+from app.api.v1.resources import cursors
+from app.api.v1.resources.cursors import InvalidCursorError, Position
 
 SECRET = "cursor-test-secret-0123456789-abcdefghijklmnop"
 positions = st.builds(

@@ -2,16 +2,10 @@
 
 import uuid
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, status
 
-from app.api.v1.pagination import CursorQuery, page_request
-from app.api.v1.schemas.common import (
-    LimitQuery,
-    OffsetQuery,
-    Page,
-    created_links,
-    error_responses,
-)
+from app.api.v1.resources import PageParams
+from app.api.v1.schemas.common import Page, created_links, error_responses
 from app.api.v1.schemas.users import (
     PasswordChange,
     UserCreate,
@@ -86,16 +80,11 @@ async def change_password(body: PasswordChange, user: CurrentUser, session: Sess
 
 @router.get("", response_model=Page[UserPublic], responses=ADMIN_ONLY)
 async def list_users(
-    _: SuperUser,
-    connection: ReadConnectionDep,
-    request: Request,
-    *,
-    limit: LimitQuery = 20,
-    offset: OffsetQuery = None,
-    cursor: CursorQuery = None,
+    _: SuperUser, connection: ReadConnectionDep, page: PageParams
 ) -> dict[str, object]:
-    page = page_request(request, "users", limit=limit, offset=offset, cursor=cursor)
-    users = await user_service.page(connection, limit=limit, offset=page.offset, after=page.after)
+    users = await user_service.page(
+        connection, limit=page.limit, offset=page.offset, after=page.after
+    )
     return page.answer(users)
 
 

@@ -1,16 +1,19 @@
 """Conditional requests (RFC 9110 section 13) on versioned resources: strong ETags.
 
-An ETag is the row's version in quotes; `If-None-Match` on a read answers 304 while it is
-current, `If-Match` on a write names the versions the client last saw (`*`: any).
+An ETag is the row's version in quotes. A read declares `IfNoneMatchDep` and answers through
+it (304 while the client's copy is current); a change declares `IfMatchDep`, hands its
+`versions` to the writing statement, and answers through it (the new ETag).
 """
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Header, Response, status
+from fastapi import Depends, Header, Response, status
 
 from app.api.v1.schemas.common import error_responses
 from app.models.base import Versioned
+from app.repositories.owned import Versions
 
 M = TypeVar("M", bound=Versioned)
 
@@ -46,7 +49,7 @@ def _tags(header: str) -> list[tuple[bool, str]]:
     return [(bool(weak), tag) for weak, tag in _ENTITY_TAG.findall(header)]
 
 
-def if_match_versions(if_match: str | None) -> frozenset[int] | None:
+def if_match_versions(if_match: str | None) -> Versions:
     """The versions a write may change; None when any will do (no If-Match, or `*`).
 
     If-Match compares strongly, as the exact string sent: a weak, malformed or impossible tag
@@ -61,12 +64,44 @@ def if_match_versions(if_match: str | None) -> frozenset[int] | None:
     )
 
 
-def read(row: M, response: Response, if_none_match: str | None) -> M | Response:
-    """The row with its ETag, or a 304 when If-None-Match names its version (weak comparison)."""
-    current = etag(row.version)
-    if if_none_match is not None and (
-        if_none_match.strip() == "*" or any(tag == current[1:-1] for _, tag in _tags(if_none_match))
-    ):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": current})
-    response.headers["ETag"] = current
-    return row
+@dataclass(frozen=True)
+class IfMatchChange:
+    """A change's precondition (`versions`, for the writing statement) and its answer."""
+
+    versions: Versions
+    response: Response
+
+    def answer(self, row: M) -> M:
+        """The changed row, with its new ETag."""
+        self.response.headers["ETag"] = etag(row.version)
+        return row
+
+
+@dataclass(frozen=True)
+class IfNoneMatchRead:
+    if_none_match: str | None
+    response: Response
+
+    def answer(self, row: M) -> M | Response:
+        """The row with its ETag, or a 304 when If-None-Match names its version (weak
+        comparison, as RFC 9110 asks for If-None-Match)."""
+        current = etag(row.version)
+        header = self.if_none_match
+        if header is not None and (
+            header.strip() == "*" or any(tag == current[1:-1] for _, tag in _tags(header))
+        ):
+            return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": current})
+        self.response.headers["ETag"] = current
+        return row
+
+
+async def if_match(response: Response, if_match: IfMatch = None) -> IfMatchChange:
+    return IfMatchChange(if_match_versions(if_match), response)
+
+
+async def if_none_match(response: Response, if_none_match: IfNoneMatch = None) -> IfNoneMatchRead:
+    return IfNoneMatchRead(if_none_match, response)
+
+
+IfMatchDep = Annotated[IfMatchChange, Depends(if_match)]
+IfNoneMatchDep = Annotated[IfNoneMatchRead, Depends(if_none_match)]

@@ -1,15 +1,18 @@
-"""`Idempotency-Key` on creates: a retried POST gets the first answer instead of a second row."""
+"""`Idempotency-Key` on creates: a retried POST gets the first answer instead of a second row.
+
+A create declares `CreateOnceDep` and answers through it: `await once(writer, body, create)`.
+"""
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Header, Request, Response, status
+from fastapi import Depends, Header, Request, Response, status
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.v1.conditional import etag
+from app.api.v1.resources.conditional import etag
 from app.api.v1.schemas.common import error_responses
-from app.models import UserView
+from app.dependencies import Writer
 from app.models.base import OwnedResource
 from app.services import idempotency
 
@@ -33,51 +36,61 @@ REPLAYED = "Idempotent-Replayed"
 _KEPT_HEADERS = ("Location", "ETag")
 
 
-async def _created(
-    request: Request, create: Callable[[], Awaitable[OwnedResource]], public: type[BaseModel]
-) -> Response:
-    """The 201 answer, serialized here so that a replay can send the very same bytes."""
-    row = await create()
-    return Response(
-        public.model_validate(row).model_dump_json(),
-        status_code=status.HTTP_201_CREATED,
-        headers={"Location": f"{request.url.path}/{row.id}", "ETag": etag(row.version)},
-        media_type="application/json",
-    )
+@dataclass(frozen=True)
+class CreateOnce:
+    request: Request
+    key: str | None
 
+    async def __call__(
+        self, writer: Writer, body: BaseModel, create: Callable[[], Awaitable[OwnedResource]]
+    ) -> Response:
+        """Run `create` unless this user already sent this key; then answer as the first time.
 
-async def create_once(
-    session: AsyncSession,
-    request: Request,
-    *,
-    user: UserView,
-    key: str | None,
-    body: BaseModel,
-    create: Callable[[], Awaitable[OwnedResource]],
-    public: type[BaseModel],
-) -> Response:
-    """Run `create` unless this user already sent this key; then answer as the first time.
+        The answer is 201 with the route's `response_model` view of the new row, its
+        `Location` (the collection's path + `/{id}`) and `ETag`.
+        """
+        if self.key is None:
+            return await self._created(create)
+        request, user_id = self.request, writer.user.id
+        fingerprint = idempotency.fingerprint(
+            request.method, request.url.path, body.model_dump_json()
+        )
+        stored = await idempotency.stored_answer(
+            writer.session, user_id=user_id, key=self.key, request_fingerprint=fingerprint
+        )
+        if stored is not None:
+            return Response(
+                stored.body,
+                status_code=stored.status_code,
+                headers={**stored.headers, REPLAYED: "true"},
+                media_type="application/json",
+            )
+        response = await self._created(create)
+        kept = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
+        answer = idempotency.Answer(response.status_code, bytes(response.body), kept)
+        await idempotency.store_answer(
+            writer.session,
+            user_id=user_id,
+            key=self.key,
+            request_fingerprint=fingerprint,
+            answer=answer,
+        )
+        return response
 
-    The answer is 201 with the `public` view of the new row, its `Location` (the collection's
-    path + `/{id}`) and `ETag`.
-    """
-    if key is None:
-        return await _created(request, create, public)
-    fingerprint = idempotency.fingerprint(request.method, request.url.path, body.model_dump_json())
-    stored = await idempotency.stored_answer(
-        session, user_id=user.id, key=key, request_fingerprint=fingerprint
-    )
-    if stored is not None:
+    async def _created(self, create: Callable[[], Awaitable[OwnedResource]]) -> Response:
+        """The 201 answer, serialized here so that a replay can send the very same bytes."""
+        row = await create()
+        public: type[BaseModel] = self.request.scope["route"].response_model
         return Response(
-            stored.body,
-            status_code=stored.status_code,
-            headers={**stored.headers, REPLAYED: "true"},
+            public.model_validate(row).model_dump_json(),
+            status_code=status.HTTP_201_CREATED,
+            headers={"Location": f"{self.request.url.path}/{row.id}", "ETag": etag(row.version)},
             media_type="application/json",
         )
-    response = await _created(request, create, public)
-    kept = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
-    answer = idempotency.Answer(response.status_code, bytes(response.body), kept)
-    await idempotency.store_answer(
-        session, user_id=user.id, key=key, request_fingerprint=fingerprint, answer=answer
-    )
-    return response
+
+
+async def create_once(request: Request, idempotency_key: IdempotencyKey = None) -> CreateOnce:
+    return CreateOnce(request, idempotency_key)
+
+
+CreateOnceDep = Annotated[CreateOnce, Depends(create_once)]

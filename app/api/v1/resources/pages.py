@@ -1,13 +1,18 @@
-"""Pages of a collection: `limit` with `offset`, or with the `cursor` the previous page gave."""
+"""Pages of a collection: `limit` with `offset`, or with the `cursor` the previous page gave.
+
+`PageParams` is the one parameter a list endpoint declares: it reads the three query
+parameters, checks them, and binds cursors to the route they came from.
+"""
 
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 
-from app.api.v1 import cursors
-from app.api.v1.cursors import InvalidCursorError, Position
+from app.api.v1.resources import cursors
+from app.api.v1.resources.cursors import InvalidCursorError, Position
+from app.api.v1.schemas.common import LimitQuery, OffsetQuery
 from app.repositories.pages import PageRows
 
 CursorQuery = Annotated[
@@ -50,10 +55,14 @@ class PageRequest:
         }
 
 
-def page_request(
-    request: Request, collection: str, *, limit: int, offset: int | None, cursor: str | None
+async def page_request(
+    request: Request,
+    limit: LimitQuery = 20,
+    offset: OffsetQuery = None,
+    cursor: CursorQuery = None,
 ) -> PageRequest:
-    """Validate the paging parameters; a cursor with an offset, or a foreign one, is 422."""
+    """The paging parameters, checked; a cursor with an offset, or another route's, is 422."""
+    collection: str = request.scope["route"].path  # a cursor works only where it was issued
     secret: str = request.app.state.settings.secret_key
     if cursor is None:
         return PageRequest(collection, limit, offset or 0, None, secret)
@@ -64,3 +73,6 @@ def page_request(
     except InvalidCursorError:
         raise _refuse("Not a cursor of this collection", cursor) from None
     return PageRequest(collection, limit, None, after, secret)
+
+
+PageParams = Annotated[PageRequest, Depends(page_request)]
