@@ -18,6 +18,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.config import Settings
 from app.core import metrics
+from app.core.admission import AdmissionMiddleware, admission_limit
 from app.core.exceptions import (
     AppException,
     BadRequestError,
@@ -303,6 +304,13 @@ def edge_layers(settings: Settings) -> list[Middleware]:
         # 500 one, inside the request id, header and CORS layers. (Starlette's own 500 handler
         # sits outside every middleware: only what fails after the answer began reaches it.)
         Middleware(ExceptionMiddleware, handlers=EDGE_ERROR_HANDLERS),
+        # Past MAX_CONCURRENT_REQUESTS: the 503 at once, before any token, Redis or database
+        # work (the rate limiter and the app sit inside), with the layers above's headers.
+        Middleware(
+            AdmissionMiddleware,
+            limit=admission_limit(settings),
+            queue_timeout_ms=settings.ADMISSION_QUEUE_TIMEOUT_MS,
+        ),
         Middleware(BodyLimitMiddleware, max_body_bytes=settings.MAX_REQUEST_BODY_BYTES),
         Middleware(DeadlineMiddleware, timeout_seconds=settings.REQUEST_TIMEOUT_SECONDS),
     ]
