@@ -22,6 +22,9 @@ REQUESTS_PER_CONNECTION: Final = 2
 RETRY_AFTER_SECONDS: Final = "1"
 LOG_INTERVAL_SECONDS: Final = 1.0
 ALWAYS_ADMITTED: Final = frozenset({"/health", "/metrics"})  # and everything under /health/
+# Set in a refused request's scope: the access log leaves it out (the throttled line speaks for
+# the refusals), its metrics still count it.
+REFUSED_SCOPE_KEY: Final = "keel.admission_refused"
 
 
 def admission_limit(settings: Settings) -> int:
@@ -73,6 +76,7 @@ class AdmissionMiddleware:
             return
         refused = await self.admit()
         if refused is not None:
+            scope[REFUSED_SCOPE_KEY] = refused
             metrics.record_refused(refused)
             self.log.refused()
             message = "The service is at capacity; retry shortly"
