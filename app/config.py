@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     DATABASE_MAX_OVERFLOW: int = Field(default=0, ge=0, le=1000)
     DATABASE_POOL_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0, le=300)
     DATABASE_STATEMENT_TIMEOUT_MS: int = Field(default=5_000, ge=1, le=3_600_000)
+    # Admission control (CONTRACT.md 7, README "Overload"): requests each worker serves at once
+    # (unset: twice the pool, DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW) and how long one may
+    # wait for a slot before its 503.
+    MAX_CONCURRENT_REQUESTS: int | None = Field(default=None, ge=1, le=10_000)
+    ADMISSION_QUEUE_TIMEOUT_MS: int = Field(default=100, ge=1, le=60_000)
     REDIS_URL: str | None = None
 
     # Behind a connection pooler (CONTRACT.md section 11; README "Behind PgBouncer").

@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = database.create_sessionmaker(engine)
         app.state.read_engine = database.create_read_engine(engine)
+        app.state.probe_engine = database.create_engine(settings, probe_for=engine)
         if settings.FIRST_SUPERUSER_EMAIL and settings.FIRST_SUPERUSER_PASSWORD:
             await user_service.ensure_superuser(
                 app.state.sessionmaker,
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.jobs.close()  # hand-overs and in-process jobs, briefly
             metrics.release_pool(engine)
             await engine.dispose()
+            await app.state.probe_engine.dispose()
             await rate_limiter.close()
 
     docs = settings.DOCS_ENABLED

@@ -14,6 +14,11 @@ with --strict when a target fails, 2 when something it needs is missing.
 --pgbouncer also starts Debian's PgBouncer (transaction mode, 20 server connections) in front of
 the same database and a second Keel behind it (DATABASE_POOLER=transaction), measured on the
 list in the same interleaved rounds: its row, and its ratio to the direct Keel, join the report.
+
+The overload section (issue 29; benchlib/overload.py) starts one more Keel and loads the list
+with `--overload-connections` (1,000) for `--overload-duration` (30 s), wrk honouring
+`Retry-After`, a probe client timing its own list and health requests beside it.
+`--overload` runs that section alone and prints it (no ceiling, no docs).
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.pgbouncer
 
 from benchlib import ceiling as ceiling_app
-from benchlib import keel, report
+from benchlib import keel, overload, report
 from benchlib.processes import (
     ProcessGroups,
     Server,
@@ -114,6 +119,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--docs-dir", type=Path, default=ROOT / "docs")
     parser.add_argument("--no-docs", action="store_true", help="print only; write no files")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    parser.add_argument(
+        "--overload", action="store_true", help="only the overload section, printed (no docs)"
+    )
+    parser.add_argument("--overload-connections", type=int, default=1000, help="wrk -c")
+    parser.add_argument("--overload-duration", type=float, default=30.0, help="seconds")
     return parser.parse_args(argv)
 
 
@@ -364,6 +374,52 @@ def memory_rounds(
     return samples, cold
 
 
+def overload_run(
+    args: argparse.Namespace, groups: ProcessGroups, config: keel.KeelConfig, clock: Clock
+) -> overload.Overload:
+    """A fresh Keel: warm-up, the list at --connections, then far past them with the probes."""
+    server, _ = keel.start_keel(
+        groups, config, free_port(), name="keel-overload", extra_gunicorn_args=args.gunicorn_args
+    )
+    target = Subject("keel", server, keel.login(server.base_url, 0))
+    if args.warmup > 0:
+        run_wrk(target.load("list", args, duration_s=args.warmup), server.base_url)
+    wait_idle(server.proc.pid)
+    clock.say(
+        f"overload: the list at {args.connections}, then {args.overload_connections} "
+        f"connections for {args.overload_duration:g} s (load average {loadavg()})"
+    )
+    result = overload.measure(
+        server.base_url,
+        target.load("list", args),
+        target.token,
+        args.overload_connections,
+        args.overload_duration,
+    )
+    groups.stop(server)
+    for line in result.lines():
+        clock.say(line)
+    return result
+
+
+def run_overload_only(args: argparse.Namespace, groups: ProcessGroups, log_dir: Path) -> int:
+    clock = Clock()
+    config = keel.KeelConfig(
+        ROOT, args.pg, args.keel_database, f"{args.redis}/{args.keel_redis_db}", log_dir
+    )
+    load_at_start = loadavg()
+    keel.flush_redis_db(config.redis_url)
+    items = keel.prepare_database(config)
+    clock.say(f"keel database {config.database}: migrated, {keel.USERS} users, {items} items")
+    result = overload_run(args, groups, config, clock)
+    print()
+    for target in result.targets():
+        print(target.line())
+    print(f"load average at start {load_at_start}, at end {loadavg()}")
+    failed = any(t.ok is False for t in result.targets())
+    return 1 if failed and args.strict else 0
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -494,6 +550,7 @@ def build_report(
     measured: Measured,
     memory: tuple[list[dict[int, float]], float],
     load_at_start: float,
+    overloaded: overload.Overload,
 ) -> Report:
     runs = measured.runs
     rows = [
@@ -531,11 +588,13 @@ def build_report(
             report.storm_target(measured.storm_live, measured.storm_login, STORM_LIVE_P99_MS),
             *report.memory_targets(rss_rounds, RSS_MAX_MB, RSS_MAX_GROWTH),
             report.cold_start_target(stack.cold_start, COLD_START_MAX_S),
+            *overloaded.targets(),
         ],
         details=[
             *([note] if (note := busy_note(load_at_start)) else []),
             *details(args, measured.recycled, memory_cold, with_ceiling),
             *([pooled_note(runs)] if pooled is not None else []),
+            *overloaded.lines(),
         ],
     )
 
@@ -596,6 +655,7 @@ def run(args: argparse.Namespace, groups: ProcessGroups, log_dir: Path) -> int:
         stack = start_stack(args, groups, config, ceiling, clock, pooler=pooler)
         measured = measure_throughput(args, groups, stack, clock)
     memory = memory_rounds(groups, config, args, clock, free_port())
+    overloaded = overload_run(args, groups, config, clock)
     result = build_report(
         args,
         date=date,
@@ -604,6 +664,7 @@ def run(args: argparse.Namespace, groups: ProcessGroups, log_dir: Path) -> int:
         measured=measured,
         memory=memory,
         load_at_start=load_at_start,
+        overloaded=overloaded,
     )
 
     print()
@@ -677,6 +738,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     groups = ProcessGroups()
     with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
         try:
+            if args.overload:
+                return run_overload_only(args, groups, Path(tmp))
             return run(args, groups, Path(tmp))
         except KeyboardInterrupt:
             print("\ninterrupted: stopping every server started", file=sys.stderr)

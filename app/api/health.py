@@ -55,13 +55,17 @@ async def live() -> Alive:
 
 @router.get("/ready", response_model=Ready, responses={503: {"model": NotReady}})
 async def ready(request: Request) -> Ready | JSONResponse:
-    """Ready for traffic: not draining, and the database answers `SELECT 1` within 2 s."""
+    """Ready for traffic: not draining, and the database answers `SELECT 1` within 2 s.
+
+    On the probes' own connection: a pool busy with slow requests is not a reason to leave the
+    Service while the database answers (CONTRACT.md 3).
+    """
     details = None
     if request.app.state.draining:
         details = {"reason": "draining"}
     else:
         try:
-            await database.ping(request.app.state.engine, READY_TIMEOUT_SECONDS)
+            await database.ping(request.app.state.probe_engine, READY_TIMEOUT_SECONDS)
         except Exception as error:  # unreachable, timed out or refusing: not ready either way
             details = {"reason": "database"}
             sqlstate = database.refused_sqlstate(error)
@@ -88,7 +92,7 @@ async def health(request: Request) -> HealthStatus:
 
 async def _check_database(request: Request) -> Check:
     try:
-        latency = await database.ping(request.app.state.engine, READY_TIMEOUT_SECONDS)
+        latency = await database.ping(request.app.state.probe_engine, READY_TIMEOUT_SECONDS)
     except Exception:
         return Check(status="error")
     return Check(status="ok", latency_ms=round(latency, 2))

@@ -31,9 +31,16 @@ PREPARED_STATEMENT_SQLSTATES = frozenset({"26000", "42P05"})
 logger = structlog.get_logger("app.database")
 
 
-def create_engine(settings: Settings, *, direct: bool = False) -> AsyncEngine:
+def create_engine(
+    settings: Settings, *, direct: bool = False, probe_for: AsyncEngine | None = None
+) -> AsyncEngine:
     """An engine on DATABASE_URL, or with `direct` on DATABASE_DIRECT_URL (migrations, locks,
-    LISTEN): pooled PostgreSQL with timeouts, or SQLite with foreign keys on."""
+    LISTEN): pooled PostgreSQL with timeouts, or SQLite with foreign keys on.
+
+    With `probe_for` (the requests' engine): the health checks' own single connection, so a
+    pool busy with requests never delays them (CONTRACT.md 3); its refusals are reported with
+    the requests' engine's, once.
+    """
     url = make_url(settings.database_direct_url if direct else settings.database_url)
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url, connect_args={"timeout": 15}, hide_parameters=True)
@@ -41,10 +48,11 @@ def create_engine(settings: Settings, *, direct: bool = False) -> AsyncEngine:
         return engine
     # DATABASE_POOLER describes DATABASE_URL; a separate DATABASE_DIRECT_URL is a plain server.
     pooled = settings.DATABASE_POOLER == "transaction" and url == make_url(settings.database_url)
+    size = (1, 0) if probe_for else (settings.DATABASE_POOL_SIZE, settings.DATABASE_MAX_OVERFLOW)
     engine = create_async_engine(
         url,
-        pool_size=settings.DATABASE_POOL_SIZE,
-        max_overflow=settings.DATABASE_MAX_OVERFLOW,
+        pool_size=size[0],
+        max_overflow=size[1],
         pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
         # No ping per checkout (three round trips with asyncpg): a connection that died with the
         # server fails its query, answered 503, and SQLAlchemy drops the whole stale pool.
@@ -53,7 +61,8 @@ def create_engine(settings: Settings, *, direct: bool = False) -> AsyncEngine:
         hide_parameters=True,  # a failing statement's log line keeps no address or token hash
         connect_args=connect_args(settings, pooled=pooled),
     )
-    reporter = _ErrorReporter()
+    shared = _REPORTERS.get(probe_for.sync_engine.pool) if probe_for else None
+    reporter = shared or _ErrorReporter()
     _REPORTERS[engine.sync_engine.pool] = reporter
     event.listen(engine.sync_engine, "do_connect", reporter.do_connect)
     event.listen(engine.sync_engine, "handle_error", reporter.handle_error)

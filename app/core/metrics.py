@@ -39,6 +39,14 @@ IN_PROGRESS = Gauge(
 RATE_LIMITED = Counter(
     "rate_limited_requests_total", "Requests refused with 429, by limit.", ["scope"]
 )
+REFUSED = Counter(
+    "http_requests_refused_total",
+    "Requests refused with 503 by admission control: the queue was full or its deadline passed.",
+    ["reason"],
+)
+REFUSAL_REASONS = ("queue_full", "queue_timeout")
+for _reason in REFUSAL_REASONS:  # at 0 from the start: alerts see the series before a refusal
+    REFUSED.labels(reason=_reason)
 DB_POOL_IN_USE = Gauge(
     "db_pool_connections_in_use",
     "Database connections checked out of the pool.",
@@ -54,6 +62,11 @@ DB_POOL_SIZE = Gauge(
 def record_rate_limited(scope_name: str) -> None:
     """Count one 429; the rate limiter calls it with its limit's name (`default`, `auth`...)."""
     RATE_LIMITED.labels(scope=scope_name).inc()
+
+
+def record_refused(reason: str) -> None:
+    """Count one request refused by admission control (`queue_full` or `queue_timeout`)."""
+    REFUSED.labels(reason=reason).inc()
 
 
 def instrument_pool(engine: AsyncEngine) -> None:

@@ -18,6 +18,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.config import Settings
 from app.core import metrics
+from app.core.admission import REFUSED_SCOPE_KEY, AdmissionMiddleware, admission_limit
 from app.core.exceptions import (
     AppException,
     BadRequestError,
@@ -104,7 +105,8 @@ class RequestRecordMiddleware:
     """Records each request as it ends: its access log line and its Prometheus metrics.
 
     By route template; the concrete path (which may carry ids) only when no route matched.
-    No answer begun: status null in the log, 499 in the metrics.
+    No answer begun: status null in the log, 499 in the metrics. A request refused by admission
+    control is counted, not logged (its layer logs the refusals, at most once a second).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -135,15 +137,17 @@ class RequestRecordMiddleware:
             route = self.route_template(scope)
             answered = metrics.CLIENT_CLOSED if status is None else status
             metrics.record_request(method, route, answered, seconds)
-            access_logger.info(
-                "request",
-                method=scope["method"],
-                route=route,
-                path=None if route else scope["path"][:MAX_LOGGED_PATH],
-                status=status,
-                duration_ms=round(seconds * 1000, 2),
-                client_ip=client_ip(scope),
-            )
+            # A flood of refusals must not flood the log: admission logs them, throttled.
+            if REFUSED_SCOPE_KEY not in scope:
+                access_logger.info(
+                    "request",
+                    method=scope["method"],
+                    route=route,
+                    path=None if route else scope["path"][:MAX_LOGGED_PATH],
+                    status=status,
+                    duration_ms=round(seconds * 1000, 2),
+                    client_ip=client_ip(scope),
+                )
 
 
 class ResponseHeadersMiddleware:
@@ -303,6 +307,13 @@ def edge_layers(settings: Settings) -> list[Middleware]:
         # 500 one, inside the request id, header and CORS layers. (Starlette's own 500 handler
         # sits outside every middleware: only what fails after the answer began reaches it.)
         Middleware(ExceptionMiddleware, handlers=EDGE_ERROR_HANDLERS),
+        # Past MAX_CONCURRENT_REQUESTS: the 503 at once, before any token, Redis or database
+        # work (the rate limiter and the app sit inside), with the layers above's headers.
+        Middleware(
+            AdmissionMiddleware,
+            limit=admission_limit(settings),
+            queue_timeout_ms=settings.ADMISSION_QUEUE_TIMEOUT_MS,
+        ),
         Middleware(BodyLimitMiddleware, max_body_bytes=settings.MAX_REQUEST_BODY_BYTES),
         Middleware(DeadlineMiddleware, timeout_seconds=settings.REQUEST_TIMEOUT_SECONDS),
     ]

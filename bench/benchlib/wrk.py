@@ -71,6 +71,7 @@ class Load:
     connections: int = 64
     duration_s: float = 10.0
     rate: float | None = None  # total requests/s across all threads; None: as fast as possible
+    lua: str = ""  # more of wrk's Lua hooks (e.g. overload.py's `response` and `delay`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,7 @@ def lua_script(load: Load) -> str:
     if load.body is not None:
         lines.append(f"wrk.body = {lua_string(load.body)}")
     lines += [f"wrk.headers[{lua_string(k)}] = {lua_string(v)}" for k, v in load.headers.items()]
-    script = "\n".join(lines) + "\n" + DONE_HOOK
+    script = "\n".join(lines) + "\n" + DONE_HOOK + load.lua
     if load.rate is not None:
         interval_ms = load.threads * 1000.0 / load.rate
         script += PACING_HOOK % {"interval_ms": interval_ms}

@@ -166,3 +166,26 @@ def test_markdown_lists_every_target() -> None:
     assert "![" in text
     assert "benchmarks.png" in text
     assert "| live | >= 30% of the ceiling | 30.0% (9,000 / 30,000 req/s) | **PASS** |" in text
+
+
+def test_overload_targets_from_the_probe_clients_answers() -> None:
+    from benchlib.overload import RETRY_AFTER_HOOK, Overload, Timings, percentile
+
+    assert "function response" in lua_script(Load("/", lua=RETRY_AFTER_HOOK))
+    assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 0.5) == 3.0
+    assert math.isnan(percentile([], 0.99))
+    probe = Timings()
+    for ms in (10.0, 20.0, 30.0):
+        probe.add("list", 200, ms)
+    probe.add("list", 503, 2.0)
+    probe.add("live", 200, 1.0)
+    probe.add("ready", 0, 10_000.0)  # a transport error: a failed probe
+    reference = WrkResult(1000, 1.0, 0, 0, 1, 2, 3, 4)
+    loaded = WrkResult(1000, 1.0, 0, 100, 1, 2, 3, 4)  # 900 answers were 2xx
+    counts = {"queue_full": 80.0, "queue_timeout": 15.0, "all_503": 100.0}
+    result = Overload(reference, 0.0, loaded, 1000, counts, probe)
+    verdicts = [target.ok for target in result.targets()]
+    # admitted p99 30 ms; refusals fast but 5 other 503s; 1 of 2 probes failed; 90 %; 0 refused
+    assert verdicts == [True, False, False, True, True]
+    assert result.goodput == 900
+    assert result.other_503 == 5

@@ -19,6 +19,14 @@ from tests.core.test_logging import json_lines
 
 CLIENTS = 12  # more than the app's pool (10 + 5 overflow would be 15) keeps PgBouncer's 4 busy
 ITEMS = "/api/v1/items"
+STORM = 64
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Every request of a storm below reaches the pool: admission control would refuse some
+    (tests/core/test_admission.py), and these tests are about what the pooler does with them."""
+    return make_settings(MAX_CONCURRENT_REQUESTS=STORM)
 
 
 async def _one_user(client: httpx.AsyncClient, n: int) -> list[int]:
@@ -64,7 +72,7 @@ async def _list_storm(client: httpx.AsyncClient, account: Account, requests: int
 async def test_concurrent_reads_all_answer(client: httpx.AsyncClient, alice: Account) -> None:
     for i in range(3):
         await client.post(ITEMS, json={"title": f"t{i}"}, headers=alice.headers)
-    assert await _list_storm(client, alice, 64) == [200] * 64
+    assert await _list_storm(client, alice, STORM) == [200] * STORM
 
 
 async def test_statement_timeout_applies(
@@ -145,10 +153,11 @@ async def test_statement_caches_through_old_pgbouncer_fail_as_bugs(
         account = await make_account(client, "cached@example.com")
         await client.post(ITEMS, json={"title": "t"}, headers=account.headers)
     capfd.readouterr()
-    async with make_client(make_settings(DATABASE_STATEMENT_CACHE_SIZE=100)) as client:
+    cached = make_settings(DATABASE_STATEMENT_CACHE_SIZE=100, MAX_CONCURRENT_REQUESTS=STORM)
+    async with make_client(cached) as client:
         statuses: list[int] = []
         for _ in range(5):  # a storm or a few; failures come at once in practice
-            statuses += await _list_storm(client, account, 64)
+            statuses += await _list_storm(client, account, STORM)
             if 500 in statuses:
                 break
     assert 500 in statuses

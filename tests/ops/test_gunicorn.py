@@ -87,7 +87,12 @@ def test_dockerfile_healthcheck_command(gunicorn: Gunicorn) -> None:
 
 @pytest.fixture
 def drain_server(tmp_path: Path) -> Iterator[Gunicorn]:
-    with running_gunicorn(tmp_path, app="tests.ops.drain_app:app") as server:
+    # Every held request admitted, even when one worker accepts them all (admission control's
+    # limit is per worker; its refusals have their own tests).
+    limit = str(IN_FLIGHT)
+    with running_gunicorn(
+        tmp_path, app="tests.ops.drain_app:app", MAX_CONCURRENT_REQUESTS=limit
+    ) as server:
         yield server
 
 

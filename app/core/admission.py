@@ -1,0 +1,113 @@
+"""Admission control (CONTRACT.md 7, "Overload"): each worker serves a bounded number of
+requests at once; past it a request waits briefly for a slot or is refused at once with 503."""
+
+import asyncio
+import math
+import time
+from typing import Final
+
+import structlog
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.config import Settings
+from app.core import metrics
+from app.core.exceptions import error_response
+
+logger = structlog.get_logger("app.admission")
+
+# A request holds a pooled connection only while it talks to the database (not while its token
+# is checked, its rate limit counted or its answer serialized): two per connection keep the
+# pool busy without queueing for it (README "Overload").
+REQUESTS_PER_CONNECTION: Final = 2
+RETRY_AFTER_SECONDS: Final = "1"
+LOG_INTERVAL_SECONDS: Final = 1.0
+ALWAYS_ADMITTED: Final = frozenset({"/health", "/metrics"})  # and everything under /health/
+# Set in a refused request's scope: the access log leaves it out (the throttled line speaks for
+# the refusals), its metrics still count it.
+REFUSED_SCOPE_KEY: Final = "keel.admission_refused"
+
+
+def admission_limit(settings: Settings) -> int:
+    """`MAX_CONCURRENT_REQUESTS`, or twice what the worker's pool holds."""
+    if settings.MAX_CONCURRENT_REQUESTS is not None:
+        return settings.MAX_CONCURRENT_REQUESTS
+    pool = settings.DATABASE_POOL_SIZE + settings.DATABASE_MAX_OVERFLOW
+    return REQUESTS_PER_CONNECTION * pool
+
+
+class RefusalLog:
+    """At most one warning line a second, with the refusals counted since the previous line:
+    a flood of refusals never becomes a flood of log lines (the metric counts each one)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.unlogged = 0
+        self.logged_at = -math.inf
+
+    def refused(self) -> None:
+        self.unlogged += 1
+        now = time.monotonic()
+        if now - self.logged_at >= LOG_INTERVAL_SECONDS:
+            logger.warning("requests_refused", refused=self.unlogged, limit=self.limit)
+            self.unlogged = 0
+            self.logged_at = now
+
+
+class AdmissionMiddleware:
+    """At most `limit` requests of this worker inside at once; `/health/*` and `/metrics` always.
+
+    A request that finds every slot taken waits, first come first served, up to
+    `queue_timeout_ms`. When as many are already waiting as there are slots, a slot could not
+    free up for it in time anyway: it is refused at once. Either way the answer is the 503
+    envelope with `Retry-After`, before any token, Redis or database work.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int, queue_timeout_ms: int) -> None:
+        self.app = app
+        self.slots = asyncio.Semaphore(limit)
+        self.queue_timeout = queue_timeout_ms / 1000
+        self.max_waiting = limit
+        self.waiting = 0
+        self.log = RefusalLog(limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.always_admitted(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        refused = await self.admit()
+        if refused is not None:
+            scope[REFUSED_SCOPE_KEY] = refused
+            metrics.record_refused(refused)
+            self.log.refused()
+            message = "The service is at capacity; retry shortly"
+            response = error_response(503, message, None, {"Retry-After": RETRY_AFTER_SECONDS})
+            await response(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.slots.release()
+
+    @staticmethod
+    def always_admitted(path: str) -> bool:
+        return path in ALWAYS_ADMITTED or path.startswith("/health/")
+
+    async def admit(self) -> str | None:
+        """None once a slot is held; otherwise why the request is refused."""
+        if not self.slots.locked():
+            await self.slots.acquire()  # a free slot: taken at once, no timer started
+            return None
+        if self.waiting >= self.max_waiting:
+            return "queue_full"
+        self.waiting += 1
+        deadline = asyncio.timeout(self.queue_timeout)
+        try:
+            async with deadline:
+                await self.slots.acquire()
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            return "queue_timeout"
+        finally:
+            self.waiting -= 1
+        return None
