@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from app.config import Settings
+from tests.api.owned_resources import OWNED_RESOURCES, Owned
 
 PASSWORD = "correct horse battery staple"
 ADMIN_EMAIL = "admin@example.com"
@@ -83,3 +84,10 @@ async def bob(client: httpx.AsyncClient) -> Account:
 @pytest.fixture
 async def admin(client: httpx.AsyncClient) -> Account:
     return await make_account(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+
+
+@pytest.fixture(params=OWNED_RESOURCES, ids=lambda owned: owned.path.rsplit("/", 1)[-1])
+def resource(request: pytest.FixtureRequest) -> Owned:
+    """Each owned resource in turn (tests/api/owned_resources.py)."""
+    owned: Owned = request.param
+    return owned

@@ -1,4 +1,5 @@
-"""Cursor pagination (CONTRACT.md section 10): keyset pages that never repeat or skip a row."""
+"""Cursor pagination (CONTRACT.md section 10): keyset pages that never repeat or skip a row, for
+every owned resource (tests/api/owned_resources.py) and for the users list."""
 
 from typing import Any
 
@@ -6,16 +7,19 @@ import httpx
 import pytest
 
 from tests.api.conftest import Account, assert_envelope, make_account
+from tests.api.owned_resources import Owned
 
-ITEMS = "/api/v1/items"
 USERS = "/api/v1/users"
 
 
-async def make_items(client: httpx.AsyncClient, account: Account, count: int) -> list[str]:
-    """Create `count` items; their ids, newest first (the order pages list them in)."""
+async def make_items(
+    client: httpx.AsyncClient, resource: Owned, account: Account, count: int
+) -> list[str]:
+    """Create `count` rows; their ids, newest first (the order pages list them in)."""
     ids = []
     for number in range(count):
-        created = await client.post(ITEMS, json={"title": f"#{number}"}, headers=account.headers)
+        body = resource.body(f"#{number}")
+        created = await client.post(resource.path, json=body, headers=account.headers)
         ids.append(created.json()["id"])
     return ids[::-1]
 
@@ -39,10 +43,10 @@ async def follow(
 
 
 async def test_following_cursors_lists_every_item_once_in_order(
-    client: httpx.AsyncClient, alice: Account
+    client: httpx.AsyncClient, resource: Owned, alice: Account
 ) -> None:
-    ids = await make_items(client, alice, 7)
-    pages = await follow(client, alice, ITEMS, limit=3)
+    ids = await make_items(client, resource, alice, 7)
+    pages = await follow(client, alice, resource.path, limit=3)
     assert [len(page["items"]) for page in pages] == [3, 3, 1]
     assert [item["id"] for page in pages for item in page["items"]] == ids
     assert pages[0]["offset"] == 0
@@ -52,32 +56,34 @@ async def test_following_cursors_lists_every_item_once_in_order(
 
 
 async def test_an_exact_last_page_has_no_next_cursor(
-    client: httpx.AsyncClient, alice: Account
+    client: httpx.AsyncClient, resource: Owned, alice: Account
 ) -> None:
-    await make_items(client, alice, 4)
-    pages = await follow(client, alice, ITEMS, limit=2)
+    await make_items(client, resource, alice, 4)
+    pages = await follow(client, alice, resource.path, limit=2)
     assert [len(page["items"]) for page in pages] == [2, 2]
-    offset_page = await client.get(ITEMS, params={"limit": 2, "offset": 2}, headers=alice.headers)
+    offset_page = await client.get(
+        resource.path, params={"limit": 2, "offset": 2}, headers=alice.headers
+    )
     assert offset_page.json()["next_cursor"] is None
-    first = await client.get(ITEMS, params={"limit": 2, "offset": 1}, headers=alice.headers)
+    first = await client.get(resource.path, params={"limit": 2, "offset": 1}, headers=alice.headers)
     assert first.json()["next_cursor"] is not None  # an offset page offers a cursor too
 
 
 async def test_writes_between_pages_never_repeat_or_skip_a_survivor(
-    client: httpx.AsyncClient, alice: Account
+    client: httpx.AsyncClient, resource: Owned, alice: Account
 ) -> None:
-    ids = await make_items(client, alice, 10)
+    ids = await make_items(client, resource, alice, 10)
     deleted: set[str] = set()
 
     async def churn(page_number: int) -> None:
         # New items land before the cursor; deletions hit both sides of it.
-        await client.post(ITEMS, json={"title": "new"}, headers=alice.headers)
+        await client.post(resource.path, json=resource.body("new"), headers=alice.headers)
         for victim in (ids[page_number * 3 - 1], ids[-page_number]):
             if victim not in deleted:
-                await client.delete(f"{ITEMS}/{victim}", headers=alice.headers)
+                await client.delete(f"{resource.path}/{victim}", headers=alice.headers)
                 deleted.add(victim)
 
-    pages = await follow(client, alice, ITEMS, limit=3, between=churn)
+    pages = await follow(client, alice, resource.path, limit=3, between=churn)
     seen = [item["id"] for page in pages for item in page["items"]]
     assert len(seen) == len(set(seen)), "an item was listed twice"
     survivors = [item_id for item_id in ids if item_id not in deleted]
@@ -86,12 +92,16 @@ async def test_writes_between_pages_never_repeat_or_skip_a_survivor(
     assert set(survivors) <= set(seen), "an item that existed throughout was skipped"
 
 
-async def test_cursor_with_offset_is_refused(client: httpx.AsyncClient, alice: Account) -> None:
-    await make_items(client, alice, 3)
-    cursor = (await client.get(ITEMS, params={"limit": 1}, headers=alice.headers)).json()[
+async def test_cursor_with_offset_is_refused(
+    client: httpx.AsyncClient, resource: Owned, alice: Account
+) -> None:
+    await make_items(client, resource, alice, 3)
+    cursor = (await client.get(resource.path, params={"limit": 1}, headers=alice.headers)).json()[
         "next_cursor"
     ]
-    both = await client.get(ITEMS, params={"cursor": cursor, "offset": 0}, headers=alice.headers)
+    both = await client.get(
+        resource.path, params={"cursor": cursor, "offset": 0}, headers=alice.headers
+    )
     body = assert_envelope(both, 422, "validation_error")
     assert body["details"][0]["field"] == "query.cursor"
 
@@ -108,31 +118,35 @@ async def test_cursor_with_offset_is_refused(client: httpx.AsyncClient, alice: A
     ],
 )
 async def test_a_hostile_cursor_is_422_never_500(
-    client: httpx.AsyncClient, alice: Account, hostile: str
+    client: httpx.AsyncClient, resource: Owned, alice: Account, hostile: str
 ) -> None:
-    response = await client.get(ITEMS, params={"cursor": hostile}, headers=alice.headers)
+    response = await client.get(resource.path, params={"cursor": hostile}, headers=alice.headers)
     assert_envelope(response, 422, "validation_error")
 
 
-async def test_a_flipped_character_is_refused(client: httpx.AsyncClient, alice: Account) -> None:
-    await make_items(client, alice, 3)
-    page = await client.get(ITEMS, params={"limit": 1}, headers=alice.headers)
+async def test_a_flipped_character_is_refused(
+    client: httpx.AsyncClient, resource: Owned, alice: Account
+) -> None:
+    await make_items(client, resource, alice, 3)
+    page = await client.get(resource.path, params={"limit": 1}, headers=alice.headers)
     cursor: str = page.json()["next_cursor"]
     for index in range(len(cursor)):
         flipped = "B" if cursor[index] != "B" else "C"
         tampered = cursor[:index] + flipped + cursor[index + 1 :]
-        response = await client.get(ITEMS, params={"cursor": tampered}, headers=alice.headers)
+        response = await client.get(
+            resource.path, params={"cursor": tampered}, headers=alice.headers
+        )
         assert response.status_code == 422, (index, tampered)
 
 
 async def test_another_users_cursor_shows_only_ones_own_items(
-    client: httpx.AsyncClient, alice: Account, bob: Account
+    client: httpx.AsyncClient, resource: Owned, alice: Account, bob: Account
 ) -> None:
-    await make_items(client, alice, 3)
-    mine = await make_items(client, bob, 3)
-    theirs = await client.get(ITEMS, params={"limit": 1}, headers=alice.headers)
+    await make_items(client, resource, alice, 3)
+    mine = await make_items(client, resource, bob, 3)
+    theirs = await client.get(resource.path, params={"limit": 1}, headers=alice.headers)
     borrowed = await client.get(
-        ITEMS, params={"cursor": theirs.json()["next_cursor"]}, headers=bob.headers
+        resource.path, params={"cursor": theirs.json()["next_cursor"]}, headers=bob.headers
     )
     assert borrowed.status_code == 200
     assert {item["owner_id"] for item in borrowed.json()["items"]} <= {bob.id}
@@ -140,14 +154,14 @@ async def test_another_users_cursor_shows_only_ones_own_items(
 
 
 async def test_a_users_cursor_does_not_page_items(
-    client: httpx.AsyncClient, admin: Account
+    client: httpx.AsyncClient, resource: Owned, admin: Account
 ) -> None:
     for number in range(3):
         await make_account(client, f"u{number}@example.com")
     users = await client.get(USERS, params={"limit": 1}, headers=admin.headers)
     cursor = users.json()["next_cursor"]
     assert cursor is not None
-    response = await client.get(ITEMS, params={"cursor": cursor}, headers=admin.headers)
+    response = await client.get(resource.path, params={"cursor": cursor}, headers=admin.headers)
     assert_envelope(response, 422, "validation_error")
 
 
