@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +21,7 @@ __all__ = ["MAX_CURSOR_LENGTH", "InvalidCursorError", "Position", "decode", "enc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TAG_BYTES = 18  # 144 bits: base64 without padding bits, so no two spellings decode alike
 MAX_CURSOR_LENGTH = 200
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class InvalidCursorError(ValueError):
@@ -31,7 +33,17 @@ def _b64(raw: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict: only the unpadded base64url alphabet, and only the one spelling `_b64` writes.
+
+    `urlsafe_b64decode` skips characters outside the alphabet, so an altered cursor would
+    still read as the original one.
+    """
+    if not _BASE64URL.fullmatch(text):
+        raise InvalidCursorError("malformed cursor")
+    raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    if _b64(raw) != text:  # leftover bits that another spelling would not have
+        raise InvalidCursorError("malformed cursor")
+    return raw
 
 
 def _tag(secret: str, collection: str, position: bytes) -> bytes:
