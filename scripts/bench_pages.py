@@ -120,7 +120,8 @@ async def main() -> None:
             position = cursors.Position(
                 datetime.fromisoformat(row["created_at"]), uuid.UUID(row["id"])
             )
-            deep_cursor = cursors.encode(position, secret=settings.secret_key, collection="items")
+            key = settings.keys.current.cursor
+            deep_cursor = cursors.encode(position, key=key, collection="items")
             first_cursor = page.json()["next_cursor"]
             cases = {
                 "page 1, offset": {"limit": LIMIT},

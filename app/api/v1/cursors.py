@@ -1,9 +1,10 @@
 """Opaque, signed page cursors: the position of the last row a page showed.
 
 A cursor is `<position>.<tag>`, both base64url: the position is the row's `(created_at, id)`,
-the tag an HMAC-SHA256 (truncated to 144 bits) of the position and the collection it belongs to.
-Clients cannot forge or alter one, nor carry one to another collection; anything else is
-`InvalidCursorError`, answered 422.
+the tag an HMAC-SHA256 (truncated to 144 bits) of the position and the collection it belongs to,
+under the cursor key (derived from SECRET_KEY for this use only: app.core.keys). Clients cannot
+forge or alter one, nor carry one to another collection; anything else is `InvalidCursorError`,
+answered 422. A cursor signed under a previous key verifies while that key is listed.
 """
 
 import base64
@@ -12,6 +13,7 @@ import hashlib
 import hmac
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from app.repositories.pages import Position
@@ -46,18 +48,20 @@ def _unb64(text: str) -> bytes:
     return raw
 
 
-def _tag(secret: str, collection: str, position: bytes) -> bytes:
+def _tag(key: bytes, collection: str, position: bytes) -> bytes:
     message = collection.encode() + b"\0" + position
-    return hmac.new(secret.encode(), message, hashlib.sha256).digest()[:TAG_BYTES]
+    return hmac.new(key, message, hashlib.sha256).digest()[:TAG_BYTES]
 
 
-def encode(position: Position, *, secret: str, collection: str) -> str:
+def encode(position: Position, *, key: bytes, collection: str) -> str:
     micros = (position.created_at - EPOCH) // timedelta(microseconds=1)
     raw = micros.to_bytes(8, "big", signed=True) + position.id.bytes
-    return f"{_b64(raw)}.{_b64(_tag(secret, collection, raw))}"
+    return f"{_b64(raw)}.{_b64(_tag(key, collection, raw))}"
 
 
-def decode(cursor: str, *, secret: str, collection: str) -> Position:
+def decode(cursor: str, *, keys: Iterable[bytes], collection: str) -> Position:
+    """The position, if one of `keys` (the current cursor key first, then previous ones) made
+    the tag. Trying each keeps cursors short: they carry no key id."""
     if len(cursor) > MAX_CURSOR_LENGTH or cursor.count(".") != 1 or not cursor.isascii():
         raise InvalidCursorError("malformed cursor")
     encoded, tag = cursor.split(".")
@@ -65,7 +69,9 @@ def decode(cursor: str, *, secret: str, collection: str) -> Position:
         raw, given = _unb64(encoded), _unb64(tag)
     except (binascii.Error, ValueError):
         raise InvalidCursorError("malformed cursor") from None
-    if len(raw) != 24 or not hmac.compare_digest(given, _tag(secret, collection, raw)):
+    if len(raw) != 24 or not any(
+        hmac.compare_digest(given, _tag(key, collection, raw)) for key in keys
+    ):
         raise InvalidCursorError("cursor not issued for this collection")
     micros = int.from_bytes(raw[:8], "big", signed=True)
     return Position(EPOCH + timedelta(microseconds=micros), uuid.UUID(bytes=raw[8:]))

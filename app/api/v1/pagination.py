@@ -8,6 +8,7 @@ from fastapi.exceptions import RequestValidationError
 
 from app.api.v1 import cursors
 from app.api.v1.cursors import InvalidCursorError, Position
+from app.core.keys import Keyring
 from app.repositories.pages import PageRows
 
 CursorQuery = Annotated[
@@ -32,7 +33,7 @@ class PageRequest:
     limit: int
     offset: int | None
     after: Position | None
-    secret: str
+    keys: Keyring
 
     def answer(self, page: PageRows) -> dict[str, Any]:
         """The `Page` body, with the cursor of the page's last row when more follow."""
@@ -40,7 +41,8 @@ class PageRequest:
         if page.has_more:
             last = page.rows[-1]
             position = Position(last.created_at, last.id)
-            next_cursor = cursors.encode(position, secret=self.secret, collection=self.collection)
+            key = self.keys.current.cursor
+            next_cursor = cursors.encode(position, key=key, collection=self.collection)
         return {
             "items": page.rows,
             "total": page.total,
@@ -54,13 +56,14 @@ def page_request(
     request: Request, collection: str, *, limit: int, offset: int | None, cursor: str | None
 ) -> PageRequest:
     """Validate the paging parameters; a cursor with an offset, or a foreign one, is 422."""
-    secret: str = request.app.state.settings.secret_key
+    keys: Keyring = request.app.state.settings.keys  # derived once, at start-up
     if cursor is None:
-        return PageRequest(collection, limit, offset or 0, None, secret)
+        return PageRequest(collection, limit, offset or 0, None, keys)
     if offset is not None:
         raise _refuse("Send either cursor or offset, not both", cursor)
     try:
-        after = cursors.decode(cursor, secret=secret, collection=collection)
+        verifying = (key.cursor for key in keys.verifying)
+        after = cursors.decode(cursor, keys=verifying, collection=collection)
     except InvalidCursorError:
         raise _refuse("Not a cursor of this collection", cursor) from None
-    return PageRequest(collection, limit, None, after, secret)
+    return PageRequest(collection, limit, None, after, keys)
