@@ -106,6 +106,27 @@ async def test_rotation_walk(
     print("\n".join(walk))
 
 
+async def test_pods_before_and_after_the_switch_accept_each_others_tokens(
+    make_client: Callable[[Settings], Any], make_settings: Callable[..., Settings]
+) -> None:
+    """README's step 1 then step 2: during the rollout both kinds of pod serve together."""
+    step_1 = make_settings(SECRET_KEY=KEY_1, PREVIOUS_SECRET_KEYS=KEY_2)
+    step_2 = make_settings(SECRET_KEY=KEY_2, PREVIOUS_SECRET_KEYS=KEY_1)
+    async with make_client(step_1) as old_pod, make_client(step_2) as new_pod:
+        alice = await make_account(old_pod, "alice@example.com")
+        bob = await make_account(new_pod, "bob@example.com")
+        assert kid(alice.access_token) == key_id(KEY_1)
+        assert kid(bob.access_token) == key_id(KEY_2)
+        for pod in (old_pod, new_pod):
+            for account in (alice, bob):
+                assert (await pod.get(ME, headers=account.headers)).status_code == 200
+        cursor = await first_cursor(new_pod, bob)
+        page = await old_pod.get(ITEMS, params={"cursor": cursor}, headers=bob.headers)
+        assert page.status_code == 200
+        refreshed = await old_pod.post(REFRESH, json={"refresh_token": bob.refresh_token})
+        assert kid(refreshed.json()["access_token"]) == key_id(KEY_1)  # the signing key there
+
+
 def access_claims(account: Account) -> dict[str, Any]:
     claims: dict[str, Any] = jwt.decode(account.access_token, options={"verify_signature": False})
     return claims
