@@ -99,6 +99,13 @@ def test_every_shipped_secret_is_covered() -> None:
     assert names <= placeholders.SECRET_VARIABLES
 
 
+def test_every_shipped_example_says_replace() -> None:
+    """Where the example files are absent (a wheel, a trimmed image), the tell-tale word alone
+    still refuses every example the project ships."""
+    for source, name, value in shipped_examples():
+        assert "replace" in value.lower(), (source, name)
+
+
 @pytest.mark.parametrize(
     ("source", "name", "value"), shipped_examples(), ids=lambda part: str(part)[:24]
 )
@@ -191,6 +198,18 @@ def test_placeholders_come_from_the_example_files(tmp_path: Path) -> None:
         "mailer-demo-pass-0123",
         "retired-demo-key-0123456789-abcdefghijklm",
     }
+
+
+@pytest.mark.parametrize("document", ["README.md", "deploy/k8s/secret.example.yaml"])
+def test_examples_written_in_the_documentation_are_refused(document: str) -> None:
+    """`NAME=value` examples in prose and commands (`--from-literal=SECRET_KEY=...`)."""
+    names = "|".join(sorted(placeholders.SECRET_VARIABLES))
+    found = re.findall(rf"\b({names})=([^\s`]+)", (ROOT / document).read_text())
+    examples = [(name, value.strip("'\"")) for name, value in found if "$(" not in value]
+    assert examples
+    for name, value in examples:
+        with pytest.raises(ConfigError):
+            prod(**{name: value})
 
 
 def test_the_runtime_reader_finds_what_a_yaml_and_a_dotenv_parser_find() -> None:
