@@ -31,6 +31,9 @@ COPY --from=build /opt/venv /opt/venv
 COPY alembic.ini gunicorn.conf.py ./
 COPY alembic ./alembic
 COPY app ./app
+# The shipped examples: production refuses their values (app/core/placeholders.py reads them).
+COPY .env.example ./
+COPY deploy/k8s/secret.example.yaml ./deploy/k8s/
 # Compiled now: the root filesystem is read-only at run time (Kubernetes, compose).
 RUN python -m compileall -q app alembic gunicorn.conf.py
 USER 10001:10001

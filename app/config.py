@@ -4,7 +4,7 @@ import json
 import re
 import secrets
 from email.utils import parseaddr
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
@@ -21,25 +21,23 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from app.core.keys import Keyring
+from app.core.placeholders import is_placeholder, looks_random
 
 Environment = Literal["development", "test", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 MIN_SECRET_KEY_BYTES = 32
-# Values copied from examples and tutorials; refusing them stops a fork going live on a known key.
-PLACEHOLDER_SECRETS = frozenset(
-    {
-        "changeme",
-        "change-me",
-        "change_me",
-        "changethis",
-        "secret",
-        "secret-key",
-        "your-secret-key",
-        "your_secret_key",
-        "replace-me-with-a-long-random-string-of-at-least-32-bytes",
-    }
-)
+# Fewer distinct characters than this and a value did not come from a random generator.
+MIN_DISTINCT_IN_KEY = 8
+MIN_DISTINCT_IN_PASSWORD = 4
+GENERATE_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+# The drivers Keel installs; `postgresql://` alone would ask SQLAlchemy for psycopg2.
+DATABASE_SCHEMES = ("postgresql+asyncpg", "sqlite+aiosqlite")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 SQLITE_DEFAULT_URL = "sqlite+aiosqlite:///./keel.db"
 DEVELOPMENT_FRONTEND_URL = "http://localhost:3000"
 # scheme://host[:port]: what a browser sends in `Origin`. The host is a DNS name, IPv4 or [IPv6].
@@ -81,6 +79,41 @@ def _origin(value: str) -> str:
     return origin
 
 
+def _database_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        url = make_url(value)
+        url.port  # noqa: B018  # parsed lazily: a port that is not a number fails here
+    except (ArgumentError, ValueError):
+        raise ValueError("not a database URL (e.g. postgresql+asyncpg://user@host/db)") from None
+    if url.drivername not in DATABASE_SCHEMES:
+        supported = " or ".join(f"{scheme}://" for scheme in DATABASE_SCHEMES)
+        raise ValueError(f"unsupported scheme {url.drivername!r}: use {supported}")
+    return value
+
+
+def _redis_url(value: str | None) -> str | None:
+    """What redis-py's `from_url` accepts, checked here so that a typo is one line."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    database = parts.path.lstrip("/") if parts.scheme != "unix" else "0"
+    if (
+        parts.scheme not in REDIS_SCHEMES
+        or (parts.scheme != "unix" and not parts.hostname)
+        or (parts.scheme == "unix" and not parts.path)
+        or port == -1
+        or not (database == "" or database.isdecimal())
+    ):
+        raise ValueError("not a Redis URL (redis://host:6379/0, rediss://..., unix:///path)")
+    return value
+
+
 def _network(value: object) -> object:
     if isinstance(value, str):
         try:
@@ -91,6 +124,8 @@ def _network(value: object) -> object:
 
 
 Origin = Annotated[str, AfterValidator(_origin)]
+DatabaseURL = Annotated[str | None, AfterValidator(_database_url)]
+RedisURL = Annotated[str | None, AfterValidator(_redis_url)]
 Network = Annotated[IPv4Network | IPv6Network, BeforeValidator(_network)]
 ListVariable = BeforeValidator(_list_variable)
 
@@ -115,6 +150,9 @@ class Settings(BaseSettings):
     DOCS_ENABLED: bool = True
 
     SECRET_KEY: SecretStr | None = None
+    # Retired keys (README "Rotating the secret key"): what they signed still verifies; they
+    # never sign.
+    PREVIOUS_SECRET_KEYS: Annotated[list[SecretStr], NoDecode, ListVariable] = []
     ALGORITHM: Literal["HS256"] = "HS256"
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
     REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=14, ge=1, le=365)
@@ -123,7 +161,7 @@ class Settings(BaseSettings):
     FIRST_SUPERUSER_EMAIL: EmailStr | None = None
     FIRST_SUPERUSER_PASSWORD: SecretStr | None = Field(default=None, min_length=8, max_length=128)
 
-    DATABASE_URL: str | None = None
+    DATABASE_URL: DatabaseURL = None
     DATABASE_POOL_SIZE: int = Field(default=10, ge=1, le=1000)
     # No overflow by default: under steady load overflow connections are opened and closed
     # again and again (README "Sizing the database pool").
@@ -135,13 +173,15 @@ class Settings(BaseSettings):
     # wait for a slot before its 503.
     MAX_CONCURRENT_REQUESTS: int | None = Field(default=None, ge=1, le=10_000)
     ADMISSION_QUEUE_TIMEOUT_MS: int = Field(default=100, ge=1, le=60_000)
-    REDIS_URL: str | None = None
+    REDIS_URL: RedisURL = None
 
     # Behind a connection pooler (CONTRACT.md section 11; README "Behind PgBouncer").
     # DATABASE_POOLER=transaction: DATABASE_URL is a transaction-mode pooler such as PgBouncer.
     DATABASE_POOLER: Literal["none", "transaction"] = "none"
     # Unset: DATABASE_URL. A direct PostgreSQL URL for migrations and sessions of their own.
-    DATABASE_DIRECT_URL: str | None = None
+    DATABASE_DIRECT_URL: DatabaseURL = None
+    # Read by asyncpg itself when the URLs carry no password; here only to refuse a placeholder.
+    PGPASSWORD: SecretStr | None = None
     # Prepared statements asyncpg and SQLAlchemy keep per connection. Unset: 100 direct, 0 (none:
     # unnamed statements) through a transaction pooler; > 0 there needs PgBouncer >= 1.21 with
     # max_prepared_statements set.
@@ -221,14 +261,7 @@ class Settings(BaseSettings):
         return self
 
     def _production_problems(self) -> list[str]:
-        problems = []
-        key = self.SECRET_KEY.get_secret_value() if self.SECRET_KEY else ""
-        if not key:
-            problems.append("SECRET_KEY must be set in production")
-        elif key.strip().lower() in PLACEHOLDER_SECRETS:
-            problems.append("SECRET_KEY is a known placeholder; generate a random one")
-        elif len(key.encode()) < MIN_SECRET_KEY_BYTES:
-            problems.append(f"SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes long")
+        problems = list(self._secret_problems())
         if self.DEBUG:
             problems.append("DEBUG must be off in production")
         if "*" in self.CORS_ORIGINS:
@@ -240,6 +273,37 @@ class Settings(BaseSettings):
             for name in ("SMTP_HOST", "EMAIL_FROM", "FRONTEND_URL")
             if not getattr(self, name)
         )
+        if self.FRONTEND_URL and not self.FRONTEND_URL.startswith("https://"):
+            problems.append("FRONTEND_URL must be https:// in production (links carry tokens)")
+        return problems
+
+    def _secret_problems(self) -> list[str]:
+        """SECRET_KEY and every secret the project ships an example of (CONTRACT.md section 2)."""
+        problems: list[str] = []
+        if not self.SECRET_KEY:
+            problems.append("SECRET_KEY must be set in production")
+        keys = {"SECRET_KEY": [self.SECRET_KEY] if self.SECRET_KEY else []}
+        keys["PREVIOUS_SECRET_KEYS"] = self.PREVIOUS_SECRET_KEYS
+        for name, secrets_of_name in keys.items():
+            plain = [key.get_secret_value() for key in secrets_of_name]
+            if any(is_placeholder(key) for key in plain):
+                problems.append(f"{name} is a placeholder; use {GENERATE_KEY}")
+            elif any(len(key.encode()) < MIN_SECRET_KEY_BYTES for key in plain):
+                problems.append(f"{name} must be at least {MIN_SECRET_KEY_BYTES} bytes long")
+            elif not all(looks_random(key, min_distinct=MIN_DISTINCT_IN_KEY) for key in plain):
+                problems.append(f"{name} is a placeholder (not random); use {GENERATE_KEY}")
+        # A user name need not look random ("apikey" is a real one); a password must.
+        others = {
+            "FIRST_SUPERUSER_PASSWORD": MIN_DISTINCT_IN_PASSWORD,
+            "SMTP_USERNAME": 0,
+            "SMTP_PASSWORD": MIN_DISTINCT_IN_PASSWORD,
+            "PGPASSWORD": MIN_DISTINCT_IN_PASSWORD,
+        }
+        for name, min_distinct in others.items():
+            value = getattr(self, name)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if text and (is_placeholder(text) or not looks_random(text, min_distinct=min_distinct)):
+                problems.append(f"{name} is a placeholder; set the real value")
         return problems
 
     @property
@@ -261,6 +325,12 @@ class Settings(BaseSettings):
     @property
     def secret_key(self) -> str:
         return self.SECRET_KEY.get_secret_value() if self.SECRET_KEY else ""
+
+    @cached_property
+    def keys(self) -> Keyring:
+        """The signing and verifying keys, derived once (load_settings does it at start-up)."""
+        previous = [key.get_secret_value() for key in self.PREVIOUS_SECRET_KEYS]
+        return Keyring.from_secrets(self.secret_key, previous)
 
     @property
     def frontend_url(self) -> str:
@@ -296,8 +366,8 @@ def _describe(error: ValidationError) -> str:
         message = item["msg"].removeprefix("Value error, ")
         got = item.get("input")
         shown = f" (got {got!r})" if name and isinstance(got, str | int | float) else ""
-        if "SECRET" in name or "PASSWORD" in name:
-            shown = ""
+        if "SECRET" in name or "PASSWORD" in name or name.endswith("_URL"):
+            shown = ""  # a URL may hold a password
         parts.append(f"{name}: {message}{shown}" if name else message)
     return "; ".join(parts)
 
@@ -312,6 +382,7 @@ def load_settings(**overrides: object) -> Settings:
         # Development only (production refused above): a per-process key, so tokens die on restart.
         settings.SECRET_KEY = SecretStr(secrets.token_urlsafe(48))
         settings._secret_generated = True
+    settings.keys  # noqa: B018  # derived now, not on the first request
     return settings
 
 

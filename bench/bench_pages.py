@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import migrations
-from app.api.v1 import cursors
+from app.api.v1.resources import cursors
 from app.config import load_settings
 from app.main import create_app
 from app.models import Item
@@ -120,7 +120,8 @@ async def main() -> None:
             position = cursors.Position(
                 datetime.fromisoformat(row["created_at"]), uuid.UUID(row["id"])
             )
-            deep_cursor = cursors.encode(position, secret=settings.secret_key, collection="items")
+            key = settings.keys.current.cursor
+            deep_cursor = cursors.encode(position, key=key, collection="/api/v1/items")
             first_cursor = page.json()["next_cursor"]
             cases = {
                 "page 1, offset": {"limit": LIMIT},

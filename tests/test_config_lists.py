@@ -13,7 +13,7 @@ from app.config import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_EXAMPLE = ROOT / ".env.example"
-STRONG_KEY = "k" * 48
+STRONG_KEY = "k7Qz-3vN9xLp2RtW8yHc5JmB0sDfGa4EuKiOq6Zn1VbX"  # random, as production asks
 PRODUCTION = {
     "ENVIRONMENT": "production",
     "SECRET_KEY": STRONG_KEY,

@@ -1,6 +1,8 @@
 """Password hashing (Argon2id, off the event loop) and JWT issue/verify.
 
-Revocation lives in the database (the `sessions` row every access token names).
+Revocation lives in the database (the `sessions` row every access token names). Tokens are
+signed with the current key and name it (`kid`); access tokens with the secret itself, refresh
+tokens with a key derived from it (app.core.keys), so neither verifies as the other.
 """
 
 import secrets
@@ -8,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 import jwt
@@ -18,6 +20,7 @@ from starlette.datastructures import Headers
 from starlette.types import Scope
 
 from app.config import Settings
+from app.core.keys import SigningKey
 
 TokenType = Literal["access", "refresh"]
 
@@ -93,7 +96,13 @@ def create_token(
         "nbf": now,
         "exp": expires_at,
     }
-    return _jwt.encode(claims, settings.secret_key, algorithm="HS256"), expires_at
+    key = settings.keys.current
+    signed = _jwt.encode(claims, _key_for(key, token_type), "HS256", headers={"kid": key.kid})
+    return signed, expires_at
+
+
+def _key_for(key: SigningKey, token_type: TokenType) -> str | bytes:
+    return key.access if token_type == "access" else key.refresh  # noqa: S105
 
 
 # Where `request_access_claims` keeps its answer in the request's ASGI scope.
@@ -104,15 +113,7 @@ REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "sid", "jti", "typ"
 def decode_token(settings: Settings, token: str, token_type: TokenType) -> TokenClaims:
     """Verify signature (HS256 only), expiry, issuer, audience and type; raise InvalidTokenError."""
     try:
-        claims = _jwt.decode(
-            token,
-            settings.secret_key,
-            algorithms=["HS256"],  # pinned: never taken from the token's own header
-            audience=settings.JWT_AUDIENCE,
-            issuer=settings.JWT_ISSUER,
-            options={"require": REQUIRED_CLAIMS},
-            leeway=5,
-        )
+        claims = _verified_claims(settings, token, token_type)
         if claims["typ"] != token_type:
             raise InvalidTokenError(f"expected a {token_type} token")
         return TokenClaims(
@@ -123,6 +124,36 @@ def decode_token(settings: Settings, token: str, token_type: TokenType) -> Token
         )
     except (jwt.PyJWTError, ValueError, TypeError, AttributeError, KeyError) as error:
         raise InvalidTokenError(str(error)) from None
+
+
+def _verified_claims(settings: Settings, token: str, token_type: TokenType) -> dict[str, Any]:
+    """The claims, verified with the key the token names. The current key is tried first
+    without reading the header apart: the hot path parses the token once."""
+    key = settings.keys.current
+    try:
+        decoded = _decode(settings, token, _key_for(key, token_type))
+    except jwt.InvalidSignatureError:
+        previous = settings.keys.by_kid(jwt.get_unverified_header(token).get("kid"))
+        if previous is None or previous is key:
+            raise
+        key = previous
+        decoded = _decode(settings, token, _key_for(key, token_type))
+    if decoded["header"].get("kid") != key.kid:
+        raise InvalidTokenError("the token does not name the key that signed it")
+    claims: dict[str, Any] = decoded["payload"]
+    return claims
+
+
+def _decode(settings: Settings, token: str, key: str | bytes) -> dict[str, Any]:
+    return _jwt.decode_complete(
+        token,
+        key,
+        algorithms=["HS256"],  # pinned: never taken from the token's own header
+        audience=settings.JWT_AUDIENCE,
+        issuer=settings.JWT_ISSUER,
+        options={"require": REQUIRED_CLAIMS},
+        leeway=5,
+    )
 
 
 def request_access_claims(scope: Scope, settings: Settings) -> TokenClaims | None:

@@ -173,3 +173,18 @@ async def test_users_page_by_cursor_too(client: httpx.AsyncClient, admin: Accoun
     listed = [user["id"] for page in pages for user in page["items"]]
     assert listed == [user["id"] for user in everyone["items"]]
     assert len(listed) == everyone["total"] == 5
+
+
+@pytest.mark.parametrize("stray", ["!", "=", "+", "/", " ", "*", "A", "=="])
+async def test_a_cursor_with_a_stray_character_inserted_is_refused(
+    client: httpx.AsyncClient, resource: Owned, alice: Account, stray: str
+) -> None:
+    """base64 that skips characters it does not know would read these as the issued cursor."""
+    await make_items(client, resource, alice, 3)
+    page = await client.get(resource.path, params={"limit": 1}, headers=alice.headers)
+    cursor: str = page.json()["next_cursor"]
+    for index in range(len(cursor) + 1):
+        altered = cursor[:index] + stray + cursor[index:]
+        params = {"cursor": altered}
+        response = await client.get(resource.path, params=params, headers=alice.headers)
+        assert_envelope(response, 422, "validation_error")

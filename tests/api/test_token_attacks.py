@@ -13,6 +13,7 @@ import jwt
 import pytest
 
 from app.config import Settings
+from app.core.keys import key_id
 from tests.api.conftest import Account, assert_envelope, login
 from tests.conftest import TEST_SECRET_KEY
 
@@ -37,9 +38,13 @@ def claims_for(account: Account, settings: Settings, **changes: Any) -> dict[str
 
 
 def sign(claims: dict[str, Any], key: str = TEST_SECRET_KEY, algorithm: str = "HS256") -> str:
+    """Claims signed as the service signs them, naming its key (`kid`): only what a test
+    changes (a claim, the algorithm, the key) can be why the token is refused."""
     with warnings.catch_warnings():  # HS512 with the real (shorter than 64-byte) key
         warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
-        return jwt.encode(claims, key, algorithm=algorithm)
+        return jwt.encode(
+            claims, key, algorithm=algorithm, headers={"kid": key_id(TEST_SECRET_KEY)}
+        )
 
 
 def b64(data: dict[str, Any]) -> str:
@@ -56,8 +61,9 @@ def now_plus(minutes: int) -> int:
     return int((datetime.now(UTC) + timedelta(minutes=minutes)).timestamp())
 
 
+UNSIGNED_HEADER = {"alg": "none", "typ": "JWT", "kid": key_id(TEST_SECRET_KEY)}
 TAMPERINGS: dict[str, Callable[[Account, Settings], str]] = {
-    "alg_none": lambda a, s: f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims_for(a, s))}.",
+    "alg_none": lambda a, s: f"{b64(UNSIGNED_HEADER)}.{b64(claims_for(a, s))}.",
     "hs512": lambda a, s: sign(claims_for(a, s), algorithm="HS512"),
     "foreign_key": lambda a, s: sign(claims_for(a, s), key=FOREIGN_KEY),
     "expired": lambda a, s: sign(claims_for(a, s, exp=now_plus(-5), iat=now_plus(-20))),

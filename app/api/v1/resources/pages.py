@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from app.api.v1.resources import cursors
 from app.api.v1.resources.cursors import InvalidCursorError, Position
 from app.api.v1.schemas.common import LimitQuery, OffsetQuery
+from app.core.keys import Keyring
 from app.repositories.pages import PageRows
 
 CursorQuery = Annotated[
@@ -37,7 +38,7 @@ class PageRequest:
     limit: int
     offset: int | None
     after: Position | None
-    secret: str
+    keys: Keyring
 
     def answer(self, page: PageRows) -> dict[str, Any]:
         """The `Page` body, with the cursor of the page's last row when more follow."""
@@ -45,7 +46,8 @@ class PageRequest:
         if page.has_more:
             last = page.rows[-1]
             position = Position(last.created_at, last.id)
-            next_cursor = cursors.encode(position, secret=self.secret, collection=self.collection)
+            key = self.keys.current.cursor
+            next_cursor = cursors.encode(position, key=key, collection=self.collection)
         return {
             "items": page.rows,
             "total": page.total,
@@ -62,17 +64,18 @@ async def page_request(
     cursor: CursorQuery = None,
 ) -> PageRequest:
     """The paging parameters, checked; a cursor with an offset, or another route's, is 422."""
-    collection: str = request.scope["route"].path  # a cursor works only where it was issued
-    secret: str = request.app.state.settings.secret_key
+    collection = request.url.path  # a cursor works only on the collection that issued it
+    keys: Keyring = request.app.state.settings.keys  # derived once, at start-up
     if cursor is None:
-        return PageRequest(collection, limit, offset or 0, None, secret)
+        return PageRequest(collection, limit, offset or 0, None, keys)
     if offset is not None:
         raise _refuse("Send either cursor or offset, not both", cursor)
     try:
-        after = cursors.decode(cursor, secret=secret, collection=collection)
+        verifying = (key.cursor for key in keys.verifying)
+        after = cursors.decode(cursor, keys=verifying, collection=collection)
     except InvalidCursorError:
         raise _refuse("Not a cursor of this collection", cursor) from None
-    return PageRequest(collection, limit, None, after, secret)
+    return PageRequest(collection, limit, None, after, keys)
 
 
 PageParams = Annotated[PageRequest, Depends(page_request)]
