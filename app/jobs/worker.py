@@ -13,7 +13,6 @@ from typing import Final
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from taskiq.acks import AcknowledgeType
-from taskiq.receiver import Receiver
 from taskiq_redis import RedisStreamBroker
 
 from app.config import Settings
@@ -22,6 +21,7 @@ from app.core.logging import configure_logging
 from app.emails.sender import build_sender
 from app.jobs.broker import RUN_JOB, make_broker, run_job_kicker
 from app.jobs.health import serve_health
+from app.jobs.receiver import JobReceiver
 from app.jobs.runner import HandOver, JobRunner, sweep
 
 logger = structlog.get_logger("app.worker")
@@ -93,7 +93,7 @@ async def _receive(broker: RedisStreamBroker, settings: Settings, stop: asyncio.
     while not stop.is_set():
         try:
             await broker.startup()  # creates the consumer group if it does not exist yet
-            receiver = Receiver(
+            receiver = JobReceiver(
                 broker,
                 max_async_tasks=settings.WORKER_CONCURRENCY,
                 run_startup=False,

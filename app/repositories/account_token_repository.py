@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import AccountToken
@@ -70,3 +70,11 @@ async def invalidate(session: AsyncSession, *, user_id: uuid.UUID, purpose: str)
         .values(used_at=utc_now())
         .execution_options(synchronize_session=False)
     )
+
+
+async def exists(session: AsyncSession, *, token_hash: str) -> bool:
+    """Whether this token was stored already (used, expired or not)."""
+    found = await session.scalar(
+        select(AccountToken.id).where(AccountToken.token_hash == token_hash)
+    )
+    return found is not None
