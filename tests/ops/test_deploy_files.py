@@ -20,9 +20,8 @@ PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 
 
 def manifests() -> dict[str, dict[str, Any]]:
-    documents = [
-        doc for path in sorted(K8S.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())
-    ]
+    paths = [*K8S.glob("*.yaml"), K8S / "config" / "configmap.yaml", K8S / "migrate" / "job.yaml"]
+    documents = [doc for path in sorted(paths) for doc in yaml.safe_load_all(path.read_text())]
     # By kind; the job worker's Deployment beside the API's as "WorkerDeployment".
     return {
         "WorkerDeployment"
@@ -55,6 +54,7 @@ def test_every_manifest_is_present(kinds: dict[str, dict[str, Any]]) -> None:
         "Secret",
         "Job",
         "Kustomization",
+        "NetworkPolicy",
     }
     assert expected <= set(kinds)
     assert kinds["HorizontalPodAutoscaler"]["apiVersion"] == "autoscaling/v2"
