@@ -220,3 +220,15 @@ def test_dockerfile_shape() -> None:
     ignored = (REPO_ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in ignored  # an allow-list: .env and other secrets stay out
     assert not any(line.startswith("!.env") for line in ignored)
+
+
+def test_compose_exposes_nothing_beyond_this_machine_and_checks_postgres_over_tcp() -> None:
+    services = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
+    published = [port for service in services.values() for port in service.get("ports", [])]
+    assert published
+    assert all(str(port).startswith("127.0.0.1:") for port in published), published
+    # pg_isready over the socket passes during the image's socket-only init server.
+    check = services["postgres"]["healthcheck"]["test"]
+    assert check[check.index("-h") + 1] == "127.0.0.1"
+    example = (REPO_ROOT / ".env.example").read_text()
+    assert re.search(r"^POSTGRES_PASSWORD=", example, flags=re.MULTILINE)
