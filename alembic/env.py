@@ -64,6 +64,12 @@ def run_migrations_offline() -> None:
 
 
 def _run_sync(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Waiting for a lock stalls every query queued behind this one: give up soon instead
+        # (app/migrations.py tries again, then fails saying why).
+        timeout_ms = int(config.attributes.get("lock_timeout_ms", 5000))
+        connection.exec_driver_sql(f"SET lock_timeout = {timeout_ms}")
+        connection.commit()  # a session setting; Alembic then opens (and commits) its own
     _configure(connection=connection)
     with context.begin_transaction():
         context.run_migrations()

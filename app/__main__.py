@@ -30,12 +30,25 @@ def serve(
 
 
 @cli.command()
-def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> None:
-    """Apply the Alembic migrations (same as `alembic upgrade head`), on DATABASE_DIRECT_URL."""
+def migrate(
+    revision: str = typer.Argument("head", help="Target revision."),
+    down: bool = typer.Option(False, "--down", help="Downgrade to REVISION (a rollback)."),
+) -> None:
+    """Apply the Alembic migrations (same as `alembic upgrade head`), on DATABASE_DIRECT_URL.
+
+    Waits for a database that does not answer yet (60 s), and gives up on a table lock it
+    cannot take within 5 s, three times, with one line saying so (docs/runbook.md)."""
     from app import migrations
 
     get_settings()  # refuse bad configuration with one line before Alembic starts
-    migrations.upgrade(None, revision)
+    try:
+        if down:
+            migrations.downgrade(None, revision)
+        else:
+            migrations.upgrade(None, revision)
+    except (migrations.MigrationLocked, migrations.DatabaseUnreachable) as error:
+        typer.echo(f"Migration failed: {error}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"database migrated to {revision}")
 
 

@@ -217,8 +217,14 @@ class Settings(BaseSettings):
     REFRESH_REUSE_GRACE_SECONDS: int = Field(default=10, ge=0, le=300)
     JOB_MAX_ATTEMPTS: int = Field(default=5, ge=1, le=100)
     JOB_TIMEOUT_SECONDS: float = Field(default=60.0, gt=0, le=3600)
-    JOB_RETRY_BASE_SECONDS: float = Field(default=5.0, gt=0, le=3600)
+    # Quadrupling from 60 s: 1, 4, 16 then 60 min (capped), so the 5 attempts span 81 min
+    # and an hour's SMTP outage fails no email for good (CONTRACT.md section 9).
+    JOB_RETRY_BASE_SECONDS: float = Field(default=60.0, gt=0, le=3600)
     JOB_SWEEP_INTERVAL_SECONDS: float = Field(default=5.0, gt=0, le=3600)
+    # Finished jobs, spent account tokens and ended sessions are deleted this long after they
+    # ended, by the worker's retention sweep every RETENTION_INTERVAL_SECONDS.
+    RETENTION_DAYS: int = Field(default=30, ge=1, le=3650)
+    RETENTION_INTERVAL_SECONDS: float = Field(default=3600.0, gt=0, le=86400)
     WORKER_CONCURRENCY: int = Field(default=10, ge=1, le=1000)
     WORKER_HEALTH_PORT: int = Field(default=9000, ge=1, le=65535)
 

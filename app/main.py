@@ -1,11 +1,15 @@
 """The application factory: `create_app(settings)`; servers import `app.main:app`."""
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Final
 
 import structlog
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.middleware import Middleware
 
 from app.api import health
@@ -23,6 +27,9 @@ from app.jobs.queue import build_queue
 from app.services import user_service
 
 logger = structlog.get_logger("app.main")
+
+SUPERUSER_WAIT_SECONDS: Final = 5.0  # at start-up; past it the superuser is made in the background
+SUPERUSER_RETRY_MAX_SECONDS: Final = 30.0
 
 COMMON_ERRORS = error_responses(
     {
@@ -51,6 +58,22 @@ def _announce_embedded_defaults(settings: Settings) -> None:
         logger.warning("secret_key_generated", note="tokens stop working when the process exits")
 
 
+async def _ensure_superuser(
+    sessionmaker: async_sessionmaker[AsyncSession], *, email: str, password: str
+) -> None:
+    """FIRST_SUPERUSER_*, tried until the database answers: a database that is down at start-up
+    leaves the worker alive and not ready (readiness asks the database), never crash-looping."""
+    delay = 1.0
+    while True:
+        try:
+            await user_service.ensure_superuser(sessionmaker, email=email, password=password)
+            return
+        except Exception as error:
+            logger.warning("first_superuser_not_yet", error=repr(error), retry_in_seconds=delay)
+        await asyncio.sleep(delay)
+        delay = min(2 * delay, SUPERUSER_RETRY_MAX_SECONDS)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     rate_limiter = RateLimiter(settings)
@@ -66,12 +89,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = database.create_sessionmaker(engine)
         app.state.read_engine = database.create_read_engine(engine)
         app.state.probe_engine = database.create_engine(settings, probe_for=engine)
+        superuser: asyncio.Task[None] | None = None
         if settings.FIRST_SUPERUSER_EMAIL and settings.FIRST_SUPERUSER_PASSWORD:
-            await user_service.ensure_superuser(
-                app.state.sessionmaker,
-                email=settings.FIRST_SUPERUSER_EMAIL,
-                password=settings.FIRST_SUPERUSER_PASSWORD.get_secret_value(),
+            superuser = asyncio.create_task(
+                _ensure_superuser(
+                    app.state.sessionmaker,
+                    email=settings.FIRST_SUPERUSER_EMAIL,
+                    password=settings.FIRST_SUPERUSER_PASSWORD.get_secret_value(),
+                )
             )
+            # Usually done in milliseconds, before the first request is served.
+            await asyncio.wait({superuser}, timeout=SUPERUSER_WAIT_SECONDS)
         await rate_limiter.open()
         app.state.jobs = build_queue(settings, app.state.sessionmaker)
         await app.state.jobs.start()
@@ -85,6 +113,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             app.state.draining = True
+            if superuser is not None:
+                superuser.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await superuser
             await app.state.jobs.close()  # hand-overs and in-process jobs, briefly
             metrics.release_pool(engine)
             await engine.dispose()

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,44 @@ def test_a_new_models_migration_is_lint_clean(tmp_path: Path) -> None:
             assert result.returncode == 0, result.stdout + result.stderr
     finally:
         shutil.rmtree(versions)
+
+
+@pytest.mark.usefixtures("_clean_tables")
+async def test_a_migration_waiting_for_a_lock_gives_up_with_a_clear_error(
+    database_url: str,
+) -> None:
+    """An ALTER TABLE behind a long transaction would queue every request behind it: the
+    migration waits at most its lock_timeout, tries again, then fails saying why."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("lock_timeout is PostgreSQL's")
+    await asyncio.to_thread(migrations.downgrade, database_url, "0002")
+    holder = create_async_engine(database_url)
+    try:
+        async with holder.connect() as conn:
+            await conn.exec_driver_sql("SELECT count(*) FROM users")  # holds ACCESS SHARE
+            started = time.monotonic()
+            with pytest.raises(migrations.MigrationLocked, match="lock_timeout"):
+                await asyncio.wait_for(
+                    asyncio.to_thread(
+                        migrations.upgrade,
+                        database_url,
+                        lock_timeout_ms=200,
+                        attempts=2,
+                        pause_seconds=0.1,
+                    ),
+                    timeout=20,
+                )
+            assert time.monotonic() - started < 5
+            await conn.rollback()
+    finally:
+        await holder.dispose()
+    await asyncio.to_thread(migrations.upgrade, database_url)  # nothing holds it now
+
+
+def test_migrate_waits_for_a_database_that_is_not_answering_yet(tmp_path: Path) -> None:
+    """Compose's first `up`: PostgreSQL still initialising. `migrate` retries, then fails."""
+    url = "postgresql+asyncpg://keel@127.0.0.1:1/keel"  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(migrations.DatabaseUnreachable):
+        migrations.upgrade(url, wait_seconds=1.5, pause_seconds=0.2)
+    assert 1.0 < time.monotonic() - started < 10  # retried until the wait was (nearly) over

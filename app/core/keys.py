@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-Purpose = Literal["refresh-token", "cursor", "key-id"]
+Purpose = Literal["refresh-token", "cursor", "account-token", "key-id"]
 KID_HEX_DIGITS = 16  # 64 bits: enough that two keys never share an id
 
 
@@ -33,6 +33,7 @@ class SigningKey:
     access: str = field(repr=False)  # the secret itself: HS256 access tokens
     refresh: bytes = field(repr=False)
     cursor: bytes = field(repr=False)
+    account_token: bytes = field(repr=False)  # the links in emails (app/services/account_service)
 
     @classmethod
     def from_secret(cls, secret: str) -> "SigningKey":
@@ -41,6 +42,7 @@ class SigningKey:
             access=secret,
             refresh=derive(secret, "refresh-token"),
             cursor=derive(secret, "cursor"),
+            account_token=derive(secret, "account-token"),
         )
 
 

@@ -1,5 +1,10 @@
-"""Job names and the functions that run them; a forker's new job is one entry here."""
+"""Job names and the functions that run them; a forker's new job is one entry here.
 
+A handler gets the job's id: what it derives from it (the email jobs' link tokens) comes out the
+same when the job runs again, so running twice is safe.
+"""
+
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -9,27 +14,41 @@ from app.config import Settings
 from app.emails.sender import EmailSender
 from app.services import account_service
 
-Handler = Callable[[AsyncSession, Settings, EmailSender, dict[str, Any]], Awaitable[None]]
+Handler = Callable[
+    [AsyncSession, Settings, EmailSender, uuid.UUID, dict[str, Any]], Awaitable[None]
+]
 
 
 async def _send_verification(
-    session: AsyncSession, settings: Settings, sender: EmailSender, payload: dict[str, Any]
+    session: AsyncSession,
+    settings: Settings,
+    sender: EmailSender,
+    job_id: uuid.UUID,
+    payload: dict[str, Any],
 ) -> None:
     await account_service.send_verification_email(
-        session, settings, sender, user_id=payload["user_id"], email=payload["email"]
+        session, settings, sender, job_id=job_id, user_id=payload["user_id"], email=payload["email"]
     )
 
 
 async def _send_password_reset(
-    session: AsyncSession, settings: Settings, sender: EmailSender, payload: dict[str, Any]
+    session: AsyncSession,
+    settings: Settings,
+    sender: EmailSender,
+    job_id: uuid.UUID,
+    payload: dict[str, Any],
 ) -> None:
     await account_service.send_password_reset_email(
-        session, settings, sender, email=payload["email"]
+        session, settings, sender, job_id=job_id, email=payload["email"]
     )
 
 
 async def _send_email_changed(
-    _session: AsyncSession, settings: Settings, sender: EmailSender, payload: dict[str, Any]
+    _session: AsyncSession,
+    settings: Settings,
+    sender: EmailSender,
+    _job_id: uuid.UUID,
+    payload: dict[str, Any],
 ) -> None:
     await account_service.send_email_changed_notice(
         settings, sender, previous=payload["previous"], new=payload["new"]

@@ -11,3 +11,9 @@ QUEUE_DEPTH = Gauge(
     "Jobs recorded and not finished (waiting, running or waiting for a retry).",
     multiprocess_mode="max",
 )
+RETENTION_DELETED = Counter(
+    "retention_deleted_total",
+    "Rows deleted by the retention sweep (finished jobs, spent tokens, ended sessions, "
+    "expired idempotency answers).",
+    ["table"],
+)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.emails.sender import build_sender
 from app.jobs.broker import make_broker, run_job_kicker
+from app.jobs.retention import sweep_retention
 from app.jobs.runner import JobRunner, sweep
 from app.repositories import outbox_repository
 
@@ -83,14 +84,18 @@ class InProcessJobQueue(JobQueue):
     def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         super().__init__(settings, sessionmaker)
         self.runner = JobRunner(settings, sessionmaker, build_sender(settings))
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweepers: list[asyncio.Task[None]] = []
 
     async def hand_over(self, ids: list[uuid.UUID]) -> None:
         for job_id in ids:
             self._spawn(self.runner.run(job_id))
 
     async def start(self) -> None:
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        loop = asyncio.get_running_loop()
+        self._sweepers = [
+            loop.create_task(self._sweep_forever()),
+            loop.create_task(self._retain_forever()),
+        ]
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -100,11 +105,20 @@ class InProcessJobQueue(JobQueue):
             except Exception as error:  # the database is down: try again next time
                 logger.warning("jobs_sweep_failed", error=repr(error))
 
+    async def _retain_forever(self) -> None:
+        """The worker's retention sweep, here because this process is the worker."""
+        while True:
+            await asyncio.sleep(self.settings.RETENTION_INTERVAL_SECONDS)
+            try:
+                await sweep_retention(self.settings, self.sessionmaker)
+            except Exception as error:  # the database is down: the next round deletes it
+                logger.warning("retention_sweep_failed", error=repr(error))
+
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for sweeper in self._sweepers:
+            sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+                await sweeper
         await super().close()
 
 

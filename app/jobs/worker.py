@@ -1,4 +1,5 @@
-"""`python -m app worker`: runs the jobs handed over through Redis, and sweeps the outbox.
+"""`python -m app worker`: runs the jobs handed over through Redis, sweeps the outbox, and
+deletes what has served its time (app.jobs.retention).
 
 SIGTERM (or SIGINT) stops taking jobs, lets the running ones finish (up to the job lease), and
 exits 0; a job it could not finish is not acknowledged, so another worker gets it.
@@ -13,7 +14,6 @@ from typing import Final
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from taskiq.acks import AcknowledgeType
-from taskiq.receiver import Receiver
 from taskiq_redis import RedisStreamBroker
 
 from app.config import Settings
@@ -22,6 +22,8 @@ from app.core.logging import configure_logging
 from app.emails.sender import build_sender
 from app.jobs.broker import RUN_JOB, make_broker, run_job_kicker
 from app.jobs.health import serve_health
+from app.jobs.receiver import JobReceiver
+from app.jobs.retention import sweep_retention
 from app.jobs.runner import HandOver, JobRunner, sweep
 
 logger = structlog.get_logger("app.worker")
@@ -63,6 +65,7 @@ async def run_worker(settings: Settings) -> None:
 
     receiving = asyncio.create_task(_receive(broker, settings, stop))
     sweeping = asyncio.create_task(_sweep(settings, sessionmaker, hand_over, stop))
+    retaining = asyncio.create_task(_retain(settings, sessionmaker, stop))
     health = await serve_health(settings.WORKER_HEALTH_PORT, lambda: not receiving.done())
     logger.info(
         "worker_started",
@@ -79,9 +82,9 @@ async def run_worker(settings: Settings) -> None:
         if running:
             await asyncio.wait(set(running), timeout=settings.job_lease_seconds)
     finally:
-        for task in (sweeping, receiving):
+        for task in (sweeping, retaining, receiving):
             task.cancel()
-        await asyncio.wait({sweeping, receiving}, timeout=RECEIVER_STOP_SECONDS)
+        await asyncio.wait({sweeping, retaining, receiving}, timeout=RECEIVER_STOP_SECONDS)
         health.close()
         await broker.shutdown()
         await engine.dispose()
@@ -93,7 +96,7 @@ async def _receive(broker: RedisStreamBroker, settings: Settings, stop: asyncio.
     while not stop.is_set():
         try:
             await broker.startup()  # creates the consumer group if it does not exist yet
-            receiver = Receiver(
+            receiver = JobReceiver(
                 broker,
                 max_async_tasks=settings.WORKER_CONCURRENCY,
                 run_startup=False,
@@ -119,6 +122,17 @@ async def _sweep(
         except Exception as error:  # Redis or the database is down: the next sweep tries again
             logger.warning("jobs_sweep_failed", error=repr(error))
         await _pause(stop, settings.JOB_SWEEP_INTERVAL_SECONDS)
+
+
+async def _retain(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        try:
+            await sweep_retention(settings, sessionmaker)
+        except Exception as error:  # the database is down: the next round deletes it
+            logger.warning("retention_sweep_failed", error=repr(error))
+        await _pause(stop, settings.RETENTION_INTERVAL_SECONDS)
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

@@ -85,3 +85,11 @@ async def invalidate(
         .values(used_at=utc_now())
         .execution_options(synchronize_session=False)
     )
+
+
+async def exists(session: AsyncSession, *, token_hash: str) -> bool:
+    """Whether this token was stored already (used, expired or not)."""
+    found = await session.scalar(
+        select(AccountToken.id).where(AccountToken.token_hash == token_hash)
+    )
+    return found is not None

@@ -1,7 +1,6 @@
 """Stored answers to creates sent with an `Idempotency-Key`."""
 
 import uuid
-from datetime import datetime
 
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,9 +28,12 @@ async def get(session: AsyncSession, *, user_id: uuid.UUID, key: str) -> Idempot
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def delete_expired(session: AsyncSession, *, before: datetime) -> None:
-    """Forget every answer older than `before` (an index range on created_at)."""
-    await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < before))
+async def forget(session: AsyncSession, *, user_id: uuid.UUID, key: str) -> None:
+    await session.execute(
+        delete(IdempotencyRecord).where(
+            IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key
+        )
+    )
 
 
 async def add(session: AsyncSession, record: IdempotencyRecord) -> None:

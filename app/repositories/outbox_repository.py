@@ -105,10 +105,13 @@ async def lease(
 async def finish(
     session: AsyncSession, job_id: uuid.UUID, *, status: str, error: str | None
 ) -> None:
+    """Record the end; the payload goes (it may hold an email address nobody needs any more)."""
     await session.execute(
         update(OutboxJob)
         .where(OutboxJob.id == job_id)
-        .values(status=status, last_error=error, finished_at=utc_now(), locked_until=None)
+        .values(
+            status=status, last_error=error, finished_at=utc_now(), locked_until=None, payload={}
+        )
         .execution_options(synchronize_session=False)
     )
 

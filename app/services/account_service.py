@@ -5,8 +5,9 @@ tokens and send the emails. A token exists in clear only in the email: the datab
 SHA-256 digest, so a leaked table opens no account.
 """
 
+import base64
 import hashlib
-import secrets
+import hmac
 import uuid
 from datetime import timedelta
 from typing import Any, Final, Protocol
@@ -38,7 +39,6 @@ SEND_VERIFICATION: Final = "send_verification_email"
 SEND_PASSWORD_RESET: Final = "send_password_reset_email"  # noqa: S105 - a job name
 SEND_EMAIL_CHANGED: Final = "send_email_changed_notice"
 INVALID_TOKEN: Final = "Invalid or expired token"  # noqa: S105 - a message
-TOKEN_BYTES: Final = 32  # 256 random bits
 
 
 class EmailBudget(Protocol):
@@ -155,11 +155,22 @@ async def reset_password(session: AsyncSession, *, token: str, new_password: str
     logger.info("password_reset", user_id=str(user.id))
 
 
+def _job_token(settings: Settings, job_id: uuid.UUID, purpose: str) -> str:
+    """The link token of one email job: an HMAC of its id under the key derived from SECRET_KEY
+    for this use alone, so a rerun of the job sends the same link (256 bits, unguessable
+    without the key). Rotating SECRET_KEY between two runs makes the second a new link."""
+    key = settings.keys.current.account_token
+    mac = hmac.new(key, f"{purpose}:{job_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
 async def _new_token(
-    session: AsyncSession, *, user: User, purpose: str, lifetime: timedelta
+    session: AsyncSession, *, user: User, purpose: str, lifetime: timedelta, token: str
 ) -> str:
-    """A fresh token for the user; earlier ones of the same purpose stop working."""
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    """Store the job's token; earlier ones of the same purpose stop working. A rerun of the job
+    finds its token stored and changes nothing, so the link it sent first keeps working."""
+    if await account_token_repository.exists(session, token_hash=digest(token)):
+        return token
     await account_token_repository.invalidate(session, user_id=user.id, purposes=[purpose])
     await account_token_repository.add(
         session,
@@ -177,7 +188,13 @@ def _link(settings: Settings, page: str, token: str) -> str:
 
 
 async def send_verification_email(
-    session: AsyncSession, settings: Settings, sender: EmailSender, *, user_id: str, email: str
+    session: AsyncSession,
+    settings: Settings,
+    sender: EmailSender,
+    *,
+    job_id: uuid.UUID,
+    user_id: str,
+    email: str,
 ) -> None:
     """Job: email a verification link, unless the address changed or is verified already."""
     user = await user_repository.get(session, uuid.UUID(user_id))
@@ -185,7 +202,13 @@ async def send_verification_email(
         logger.info("verification_email_not_needed", user_id=user_id)
         return
     hours = settings.EMAIL_VERIFY_TOKEN_HOURS
-    token = await _new_token(session, user=user, purpose=VERIFY, lifetime=timedelta(hours=hours))
+    token = await _new_token(
+        session,
+        user=user,
+        purpose=VERIFY,
+        lifetime=timedelta(hours=hours),
+        token=_job_token(settings, job_id, VERIFY),
+    )
     await session.commit()  # the link must work by the time the email arrives
     link = _link(settings, "verify-email", token)
     await sender.send(
@@ -200,7 +223,7 @@ async def send_verification_email(
 
 
 async def send_password_reset_email(
-    session: AsyncSession, settings: Settings, sender: EmailSender, *, email: str
+    session: AsyncSession, settings: Settings, sender: EmailSender, *, job_id: uuid.UUID, email: str
 ) -> None:
     """Job: email a reset link to an existing active account; nothing for any other address."""
     user = await user_repository.get_by_email(session, email)
@@ -208,7 +231,13 @@ async def send_password_reset_email(
         logger.info("password_reset_email_not_sent", reason="no active account")
         return
     minutes = settings.PASSWORD_RESET_TOKEN_MINUTES
-    token = await _new_token(session, user=user, purpose=RESET, lifetime=timedelta(minutes=minutes))
+    token = await _new_token(
+        session,
+        user=user,
+        purpose=RESET,
+        lifetime=timedelta(minutes=minutes),
+        token=_job_token(settings, job_id, RESET),
+    )
     await session.commit()
     link = _link(settings, "reset-password", token)
     await sender.send(

@@ -43,9 +43,13 @@ async def stored_answer(
     """The answer to replay, or None once this request owns the key and must be processed."""
     if not await idempotency_repository.try_lock(session, user_id=user_id, key=key):
         raise ConflictError("A request with this Idempotency-Key is still being processed")
-    await idempotency_repository.delete_expired(session, before=utc_now() - KEY_LIFETIME)
     record = await idempotency_repository.get(session, user_id=user_id, key=key)
     if record is None:
+        return None
+    if record.created_at < utc_now() - KEY_LIFETIME:
+        # Forgotten: this key only (the worker's retention sweep deletes the rest, off the
+        # request path), so the new answer can take its place.
+        await idempotency_repository.forget(session, user_id=user_id, key=key)
         return None
     if record.fingerprint != request_fingerprint:
         raise IdempotencyKeyReusedError()

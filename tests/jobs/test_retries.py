@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.config import Settings
+from app.config import Settings, load_settings
+from app.jobs.runner import JobRunner
 from app.models import OutboxJob
 from app.models.base import utc_now
 from tests.conftest import _ClientContext
@@ -63,7 +64,7 @@ async def test_refused_email_is_retried_then_recorded_failed(
     lines = json_lines(capfd.readouterr().err)
     retries = [line for line in lines if line["event"] == "job_retry"]
     failed = [line for line in lines if line["event"] == "job_failed"]
-    assert [line["retry_in_seconds"] for line in retries] == [0.05, 0.1]  # doubling backoff
+    assert [line["retry_in_seconds"] for line in retries] == [0.05, 0.2]  # quadrupling backoff
     assert len(failed) == 1
     assert failed[0]["job_id"] == str(job.id)
     assert failed[0]["job"] == "send_verification_email"
@@ -117,3 +118,15 @@ async def test_redis_down_still_202_and_the_job_waits_for_the_sweep(
     assert job.due_at <= utc_now()
     events = [line["event"] for line in json_lines(capfd.readouterr().err)]
     assert "jobs_hand_over_failed" in events
+
+
+def test_the_default_schedule_outlasts_an_hour_of_smtp_outage() -> None:
+    """With the defaults, the last attempt of an email queued as the mail server went down
+    comes more than an hour later, so an hour's outage fails nothing for good (CONTRACT §9)."""
+    settings = load_settings(_env_file=None, ENVIRONMENT="test")
+    runner = JobRunner(settings, None, None)  # type: ignore[arg-type]  # only the schedule
+    waits = [runner.backoff(attempt) for attempt in range(1, settings.JOB_MAX_ATTEMPTS)]
+    assert settings.JOB_MAX_ATTEMPTS == 5
+    assert sum(waits) > 3600
+    assert waits == sorted(waits)
+    assert waits[0] <= 60  # a blip is still retried soon

@@ -11,9 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from taskiq.kicker import AsyncKicker
 
 from app.config import Settings
-from app.jobs.broker import STREAM
+from app.jobs.broker import STREAM, make_broker, run_job_kicker
 from tests.api.conftest import PASSWORD, make_account
 from tests.conftest import _ClientContext
 from tests.core.test_logging import json_lines
@@ -167,3 +168,36 @@ def test_the_worker_refuses_to_start_without_redis(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert b"REDIS_URL" in done.stderr
+
+
+async def test_a_message_that_cannot_run_is_acknowledged_and_recorded_failed(
+    make_settings: Callable[..., Settings], worker: Worker, jobs_redis: str
+) -> None:
+    """Unreadable bytes, an unknown job and a job id that is no id: each acknowledged (not
+    redelivered every idle_timeout forever), logged as failed with its reason, and counted."""
+    broker = make_broker(make_settings(REDIS_URL=jobs_redis), worker=False)
+    try:
+        await AsyncKicker(task_name="keel.no_such_job", broker=broker, labels={}).kiq("x")
+        await run_job_kicker(broker).kiq("not-a-job-id")
+    finally:
+        await broker.shutdown()
+    client = redis.Redis.from_url(jobs_redis)
+    try:
+        client.xadd(STREAM, {b"data": b"\xff not a message"})
+        for _ in range(200):
+            groups = client.xinfo_groups(STREAM)
+            if groups and groups[0]["pending"] == 0 and groups[0]["entries-read"] == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert groups[0]["pending"] == 0, groups
+    finally:
+        client.close()
+    failed = [
+        line for line in json_lines(worker.log_text()) if line["event"] == "job_message_failed"
+    ]
+    reasons = " ".join(line["reason"] for line in failed)
+    assert len(failed) == 3, failed
+    assert "keel.no_such_job" in reasons
+    assert "not-a-job-id" in reasons
+    figures = await asyncio.to_thread(samples, worker)
+    assert figures['jobs_failed_total{job="<unrunnable>"}'] == 3

@@ -21,9 +21,8 @@ PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 
 
 def manifests() -> dict[str, dict[str, Any]]:
-    documents = [
-        doc for path in sorted(K8S.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())
-    ]
+    paths = [*K8S.glob("*.yaml"), K8S / "config" / "configmap.yaml", K8S / "migrate" / "job.yaml"]
+    documents = [doc for path in sorted(paths) for doc in yaml.safe_load_all(path.read_text())]
     # By kind; the job worker's Deployment beside the API's as "WorkerDeployment".
     return {
         "WorkerDeployment"
@@ -56,6 +55,7 @@ def test_every_manifest_is_present(kinds: dict[str, dict[str, Any]]) -> None:
         "Secret",
         "Job",
         "Kustomization",
+        "NetworkPolicy",
     }
     assert expected <= set(kinds)
     assert kinds["HorizontalPodAutoscaler"]["apiVersion"] == "autoscaling/v2"
@@ -231,3 +231,15 @@ def test_dockerfile_shape() -> None:
     ignored = (REPO_ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in ignored  # an allow-list: .env and other secrets stay out
     assert not any(line.startswith("!.env") and line != "!.env.example" for line in ignored)
+
+
+def test_compose_exposes_nothing_beyond_this_machine_and_checks_postgres_over_tcp() -> None:
+    services = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
+    published = [port for service in services.values() for port in service.get("ports", [])]
+    assert published
+    assert all(str(port).startswith("127.0.0.1:") for port in published), published
+    # pg_isready over the socket passes during the image's socket-only init server.
+    check = services["postgres"]["healthcheck"]["test"]
+    assert check[check.index("-h") + 1] == "127.0.0.1"
+    example = (REPO_ROOT / ".env.example").read_text()
+    assert re.search(r"^POSTGRES_PASSWORD=", example, flags=re.MULTILINE)
