@@ -18,6 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.models.base import Record
 from app.repositories.driver import DriverQuery
 
+# The count's label beside the rows: not a name a resource's own column would take (`total`,
+# say, on orders).
+TOTAL = "keel_page_total"
+
 
 class Position(NamedTuple):
     """Where a keyset page starts: after the row with this `(created_at, id)`."""
@@ -48,7 +52,7 @@ def statements(model: type[Record], *columns: Any, scope: ColumnElement[bool]) -
     """
     total = sa.select(sa.func.count()).select_from(model).where(scope)
     selected = columns or tuple(sa.inspect(model).local_table.columns)
-    page = sa.select(*selected, total.scalar_subquery().label("total")).where(scope)
+    page = sa.select(*selected, total.scalar_subquery().label(TOTAL)).where(scope)
     after = sa.tuple_(
         sa.bindparam("after_created_at", type_=model.created_at.type),
         sa.bindparam("after_id", type_=model.id.type),
@@ -82,6 +86,6 @@ async def fetch(
         values.update(after_created_at=after.created_at, after_id=after.id)
     rows = await query.fetch(connection, values)
     if rows:
-        return PageRows(rows[:limit], rows[0].total, len(rows) > limit)
+        return PageRows(rows[:limit], getattr(rows[0], TOTAL), len(rows) > limit)
     total = await connection.scalar(statements.count_all, scope)
     return PageRows([], total or 0, False)
