@@ -24,6 +24,7 @@ from app import migrations
 from app.config import Settings, load_settings
 from app.main import create_app
 from app.models import Base
+from tests.mailbox import Mailbox
 from tests.pgbouncer import ThrowawayPgBouncer, pgbouncer_binary
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -258,3 +259,11 @@ def redis_url() -> str:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    """A real SMTP server (aiosmtpd) on a free port; `mailbox.settings` points Keel at it."""
+    box = Mailbox().start()
+    yield box
+    box.stop()

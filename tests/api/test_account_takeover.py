@@ -8,7 +8,7 @@ interleaving, `email_verified` is true only for the address the used link was se
 import asyncio
 import random
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -27,13 +27,6 @@ ME = "/api/v1/users/me"
 RACE_ROUNDS = 30
 NEW_PASSWORD = "a brand new password 42"
 VERIFY, RESET = "Verify your email", "Reset your"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox().start()
-    yield box
-    box.stop()
 
 
 @pytest.fixture

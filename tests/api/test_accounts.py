@@ -2,7 +2,7 @@
 links are read out of the received messages. Jobs run in the API process (no REDIS_URL)."""
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
@@ -19,13 +19,6 @@ from tests.mailbox import Mailbox, link_in, plain_text, token_in
 AUTH = "/api/v1/auth"
 ME = "/api/v1/users/me"
 NEW_PASSWORD = "a brand new password 42"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox().start()
-    yield box
-    box.stop()
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 the same link twice, and the first copy's link keeps working (CONTRACT.md section 9)."""
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -17,13 +17,6 @@ from tests.conftest import _ClientContext
 from tests.mailbox import Mailbox, token_in
 
 AUTH = "/api/v1/auth"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox().start()
-    yield box
-    box.stop()
 
 
 async def run_again(

@@ -3,7 +3,7 @@ failed with their id and reason; the SMTP server here refuses for real (4xx / 5x
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select
@@ -23,13 +23,6 @@ FAST_RETRIES = {
     "JOB_RETRY_BASE_SECONDS": 0.05,
     "JOB_SWEEP_INTERVAL_SECONDS": 0.05,
 }
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox().start()
-    yield box
-    box.stop()
 
 
 async def finished_job(engine: AsyncEngine) -> OutboxJob:

@@ -32,13 +32,6 @@ AUTH = "/api/v1/auth"
 
 
 @pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox().start()
-    yield box
-    box.stop()
-
-
-@pytest.fixture
 def jobs_redis(redis_url: str) -> str:
     """TEST_REDIS_URL with no job stream left by an earlier test."""
     client = redis.Redis.from_url(redis_url)
