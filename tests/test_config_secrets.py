@@ -118,7 +118,9 @@ def test_production_server_refuses_each_shipped_example(
 
 
 def test_production_server_refuses_the_example_files_as_shipped(tmp_path: Path) -> None:
-    config = yaml.safe_load((ROOT / "deploy" / "k8s" / "configmap.yaml").read_text())["data"]
+    config = yaml.safe_load((ROOT / "deploy" / "k8s" / "config" / "configmap.yaml").read_text())[
+        "data"
+    ]
     secret = yaml.safe_load(SECRET_EXAMPLE.read_text())["stringData"]
     line = refused_line(
         production_server(tmp_path, **(config | secret | {"BIND": PRODUCTION["BIND"]}))

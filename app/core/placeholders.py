@@ -22,6 +22,7 @@ SECRET_VARIABLES = frozenset(
         "SMTP_USERNAME",
         "SMTP_PASSWORD",
         "PGPASSWORD",
+        "REDIS_URL",  # in the Secret: it carries Redis's password
     }
 )
 MARKERS = ("replace", "changeme", "change-me", "change_me", "changethis")
