@@ -20,6 +20,7 @@ logger = structlog.get_logger("app.admission")
 # pool busy without queueing for it (README "Overload").
 REQUESTS_PER_CONNECTION: Final = 2
 RETRY_AFTER_SECONDS: Final = "1"
+SMOOTHING: Final = 0.1  # weight of the newest request in the average time a slot is held
 LOG_INTERVAL_SECONDS: Final = 1.0
 ALWAYS_ADMITTED: Final = frozenset({"/health", "/metrics"})  # and everything under /health/
 # Set in a refused request's scope: the access log leaves it out (the throttled line speaks for
@@ -57,17 +58,19 @@ class AdmissionMiddleware:
     """At most `limit` requests of this worker inside at once; `/health/*` and `/metrics` always.
 
     A request that finds every slot taken waits, first come first served, up to
-    `queue_timeout_ms`. When as many are already waiting as there are slots, a slot could not
-    free up for it in time anyway: it is refused at once. Either way the answer is the 503
+    `queue_timeout_ms`. When the requests already waiting could not all be served by then at
+    the rate slots free up now (the average time a request holds one, over `limit` slots), it
+    would only wait to be refused: it is refused at once. Either way the answer is the 503
     envelope with `Retry-After`, before any token, Redis or database work.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int, queue_timeout_ms: int) -> None:
         self.app = app
+        self.limit = limit
         self.slots = asyncio.Semaphore(limit)
         self.queue_timeout = queue_timeout_ms / 1000
-        self.max_waiting = limit
         self.waiting = 0
+        self.held_seconds = 0.0  # how long an admitted request holds its slot, on average
         self.log = RefusalLog(limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -83,10 +86,19 @@ class AdmissionMiddleware:
             response = error_response(503, message, None, {"Retry-After": RETRY_AFTER_SECONDS})
             await response(scope, receive, send)
             return
+        started = time.monotonic()
         try:
             await self.app(scope, receive, send)
         finally:
             self.slots.release()
+            self.observe(time.monotonic() - started)
+
+    def observe(self, held: float) -> None:
+        """The average time a slot is held: set by the first request, moved by each later one."""
+        if self.held_seconds == 0.0:
+            self.held_seconds = held
+        else:
+            self.held_seconds += SMOOTHING * (held - self.held_seconds)
 
     @staticmethod
     def always_admitted(path: str) -> bool:
@@ -97,8 +109,8 @@ class AdmissionMiddleware:
         if not self.slots.locked():
             await self.slots.acquire()  # a free slot: taken at once, no timer started
             return None
-        if self.waiting >= self.max_waiting:
-            return "queue_full"
+        if (self.waiting + 1) * self.held_seconds / self.limit > self.queue_timeout:
+            return "queue_full"  # its turn would come after its deadline
         self.waiting += 1
         deadline = asyncio.timeout(self.queue_timeout)
         try:

@@ -83,8 +83,8 @@ async def test_past_the_limit_requests_are_refused_and_the_admitted_complete(
         capfd.readouterr()
         admitted = [asyncio.create_task(client.get(HELD)) for _ in range(2)]
         await gate.until_inside(2)
-        # Two wait for a slot (as many as there are slots) until their deadline; five more
-        # find that queue full and are refused at once.
+        # No request has finished yet, so nothing says the wait is hopeless: all seven wait for a
+        # slot until their deadline.
         refused = await asyncio.gather(*(client.get(HELD) for _ in range(7)))
         probes = [await client.get(path) for path in ("/health/live", "/health/ready", "/health")]
         after = await scrape(client)
@@ -103,11 +103,7 @@ async def test_past_the_limit_requests_are_refused_and_the_admitted_complete(
     assert (
         value(after, REFUSED, reason="queue_timeout")
         - value(before, REFUSED, reason="queue_timeout")
-        == 2
-    )
-    assert (
-        value(after, REFUSED, reason="queue_full") - value(before, REFUSED, reason="queue_full")
-        == 5
+        == 7
     )
     # In the request metrics like any other answer; no route was matched (that is the router's
     # work, which a refusal is spared), like a 429's.
@@ -127,6 +123,36 @@ async def test_past_the_limit_requests_are_refused_and_the_admitted_complete(
     assert sum(line["refused"] for line in warnings) <= 7
 
 
+async def test_a_request_whose_turn_would_come_too_late_is_refused_at_once(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], _ClientContext]
+) -> None:
+    """Requests have held their slots 150 ms or more: with 2 slots, the first waiter's turn would
+    come after about 75 ms, past the 50 ms deadline, so waiting would be in vain."""
+    async with gated_app(
+        make_settings, make_client, MAX_CONCURRENT_REQUESTS=2, ADMISSION_QUEUE_TIMEOUT_MS=50
+    ) as (client, gate):
+        slow = [asyncio.create_task(client.get(HELD)) for _ in range(2)]
+        await gate.until_inside(2)
+        await asyncio.sleep(0.15)
+        gate.open.set()
+        assert [(await task).status_code for task in slow] == [200, 200]
+        gate.open.clear()
+        held = [asyncio.create_task(client.get(HELD)) for _ in range(2)]
+        await gate.until_inside(4)
+        before = await scrape(client)
+        refused = await asyncio.gather(*(client.get(HELD) for _ in range(3)))
+        after = await scrape(client)
+        gate.open.set()
+        assert [(await task).status_code for task in held] == [200, 200]
+    for response in refused:
+        assert_refused(response)
+    full = value(after, REFUSED, reason="queue_full") - value(before, REFUSED, reason="queue_full")
+    waited = value(after, REFUSED, reason="queue_timeout") - value(
+        before, REFUSED, reason="queue_timeout"
+    )
+    assert (full, waited) == (3, 0)
+
+
 async def test_a_waiting_request_gets_the_next_free_slot(
     make_settings: Callable[..., Settings],
     make_client: Callable[[Settings], _ClientContext],
@@ -136,17 +162,15 @@ async def test_a_waiting_request_gets_the_next_free_slot(
     ) as (client, gate):
         first = asyncio.create_task(client.get(HELD))
         await gate.until_inside(1)
-        # One slot, so one may wait: of the next two, one waits and the other is refused.
-        others = {asyncio.create_task(client.get(HELD)) for _ in range(2)}
-        done, waiting = await asyncio.wait(others, return_when=asyncio.FIRST_COMPLETED)
-        assert len(done) == 1
+        # One slot: the next two wait for it, in turn, well within their deadline.
+        waiting = [asyncio.create_task(client.get(HELD)) for _ in range(2)]
+        await asyncio.sleep(0.05)
         assert gate.inside == 1
+        assert not any(task.done() for task in waiting)
         gate.open.set()
-        assert (await first).status_code == 200
-        admitted = await waiting.pop()
-    assert_refused(done.pop().result())
-    assert admitted.status_code == 200
-    assert gate.inside == 2
+        answers = [await first, *[await task for task in waiting]]
+    assert [response.status_code for response in answers] == [200, 200, 200]
+    assert gate.inside == 3
 
 
 async def test_the_probes_and_metrics_are_always_admitted(
