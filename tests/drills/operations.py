@@ -124,7 +124,7 @@ def _run(stack: Stack, command: list[str], directory: Path) -> None:
         [binary, *command[1:]], cwd=directory, env=env, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
-        raise RuntimeError(f"{shlex.join(command)} exited {done.returncode}: {done.stderr}")
+        raise RunbookCommandError(f"{shlex.join(command)} exited {done.returncode}: {done.stderr}")
 
 
 async def _listed_ids(client: httpx.AsyncClient, email: str) -> tuple[int, set[str]]:
@@ -152,10 +152,23 @@ async def backup_restore_drill(stack: Stack, *, warmup: float = 3.0) -> DrillRes
     database: each user logs in and lists every item acknowledged before the dump began."""
     result = DrillResult("11 backup-restore")
     commands = runbook_backup_commands()
-    result.check(
-        [command[0] for command in commands] == list(BACKUP_TOOLS),
-        "docs/runbook.md: not pg_dump, createdb, pg_restore",
-    )
+    if [command[0] for command in commands] != list(BACKUP_TOOLS):
+        result.check(False, "docs/runbook.md: not one pg_dump, createdb, pg_restore line each")
+        return result
+    try:
+        await _backup_restore(stack, result, commands, warmup)
+    except RunbookCommandError as error:
+        result.check(False, str(error))
+    return result
+
+
+class RunbookCommandError(RuntimeError):
+    """A line of the runbook failed as written."""
+
+
+async def _backup_restore(
+    stack: Stack, result: DrillResult, commands: list[list[str]], warmup: float
+) -> None:
     dump, restore = commands[:1], commands[1:]
     directory = stack.root / "backup"
     directory.mkdir(exist_ok=True)
@@ -200,4 +213,3 @@ async def backup_restore_drill(stack: Stack, *, warmup: float = 3.0) -> DrillRes
     result.check(missing == 0, f"{missing} items acknowledged before the dump are missing")
     result.check(foreign == 0, f"{foreign} listed items were never acknowledged to that user")
     result.check(all(r.ok for r in api), "a request failed during the dump")
-    return result
