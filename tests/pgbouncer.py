@@ -7,8 +7,10 @@ PgBouncer refuses to run as root, so under root it runs as the `postgres` system
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -28,15 +30,18 @@ class ThrowawayPgBouncer:
     """`pool_mode = transaction`, trust auth, any database name passed through to `upstream`.
 
     `settings` are extra `[pgbouncer]` lines (e.g. `default_pool_size`, `query_timeout`).
+    `port`: a port another PgBouncer with `so_reuseport = 1` already listens on, to replace it.
     """
 
-    def __init__(self, upstream_url: str, **settings: str | int) -> None:
+    def __init__(
+        self, upstream_url: str, *, port: int | None = None, **settings: str | int
+    ) -> None:
         binary = pgbouncer_binary()
         if binary is None:
             raise RuntimeError("pgbouncer is not installed (apt-get install -y pgbouncer)")
         self.binary = binary
         self.upstream = make_url(upstream_url)
-        self.port = servers.free_port(PORTS)
+        self.port = port or servers.free_port(PORTS)
         self.root = Path(tempfile.mkdtemp(prefix="keel-pgbouncer-"))
         self.log = self.root / "pgbouncer.log"
         self.settings: dict[str, str | int] = {
@@ -90,9 +95,28 @@ class ThrowawayPgBouncer:
             group=owner.pw_gid if owner else None,
             extra_groups=[] if owner else None,
         )
-        if servers.wait_until_listening(self.process, self.port, seconds=START_LIMIT_SECONDS):
-            return
+        # Its own Unix socket, not only the TCP port: another PgBouncer may share that.
+        deadline = time.monotonic() + START_LIMIT_SECONDS
+        socket_file = self.root / f".s.PGSQL.{self.port}"
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if socket_file.exists() and servers.wait_until_listening(
+                self.process, self.port, seconds=deadline - time.monotonic()
+            ):
+                return
+            time.sleep(0.05)
         raise RuntimeError(f"pgbouncer did not start on port {self.port}: {self.log_text()}")
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        """SIGTERM: PgBouncer's immediate shutdown; SIGINT: its safe one (the transactions in
+        flight finish first). It is started again by `start()`, on the same port."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
 
     def log_text(self) -> str:
         try:
@@ -101,9 +125,7 @@ class ThrowawayPgBouncer:
             return ""
 
     def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            servers.stop(self.process)
-        self.process = None
+        self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "ThrowawayPgBouncer":

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import ConnectionPoolEntry, NullPool, Pool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, Pool, PoolProxiedConnection
 from sqlalchemy.sql.expression import UpdateBase
 
 from app.config import Settings
@@ -27,6 +27,9 @@ REFUSED_CLASSES = frozenset({"28", "3D", "22", "42"})
 REPEAT = 60.0  # seconds before the same refusal is logged again
 # A prepared statement missing or already there: caches kept through a transaction pooler.
 PREPARED_STATEMENT_SQLSTATES = frozenset({"26000", "42P05"})
+# What PgBouncer answers to the startup parameters Keel sends a plain server.
+POOLER_REFUSAL = "unsupported startup parameter"
+POOLER_HINT = "DATABASE_URL is a transaction pooler? Set DATABASE_POOLER=transaction"
 
 logger = structlog.get_logger("app.database")
 
@@ -54,20 +57,35 @@ def create_engine(
         pool_size=size[0],
         max_overflow=size[1],
         pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
-        # No ping per checkout (three round trips with asyncpg): a connection that died with the
-        # server fails its query, answered 503, and SQLAlchemy drops the whole stale pool.
+        # No ping per checkout (three round trips with asyncpg): _replace_closed finds, for free,
+        # the connections a restarted server or pooler closed; one that dies silently (a lost
+        # network) fails its query, answered 503, and SQLAlchemy drops the whole stale pool.
         pool_pre_ping=False,
         pool_recycle=1800,
         hide_parameters=True,  # a failing statement's log line keeps no address or token hash
         connect_args=connect_args(settings, pooled=pooled),
     )
     shared = _REPORTERS.get(probe_for.sync_engine.pool) if probe_for else None
-    reporter = shared or _ErrorReporter()
+    reporter = shared or _ErrorReporter(pooled=pooled)
     _REPORTERS[engine.sync_engine.pool] = reporter
     event.listen(engine.sync_engine, "do_connect", reporter.do_connect)
     event.listen(engine.sync_engine, "handle_error", reporter.handle_error)
     event.listen(engine.sync_engine, "handle_error", _timeout_as_operational_error)
+    event.listen(engine.sync_engine, "checkout", _replace_closed)
     return engine
+
+
+def _replace_closed(
+    dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+) -> None:
+    """Pessimistic disconnect handling without a round trip. A PgBouncer or PostgreSQL that
+    restarts closes the pool's idle connections; asyncpg reads that end of stream while the event
+    loop waits, so the connection already knows it is closed when a request checks it out. The
+    pool then opens a new one for that request (SQLAlchemy: "If you raise a DisconnectionError,
+    the current connection will be disposed and a fresh connection retrieved") instead of
+    failing it with a 503 (drill 10)."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise exc.DisconnectionError("closed by the server or pooler while in the pool")
 
 
 def create_migration_engine(settings: Settings) -> AsyncEngine:
@@ -124,7 +142,8 @@ def refused_sqlstate(error: BaseException) -> str | None:
 class _ErrorReporter:
     """Logs what the database or pooler said, at most once a minute per reason and engine."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pooled: bool) -> None:
+        self._pooled = pooled  # DATABASE_POOLER=transaction: no hint to set it
         self._refusals: dict[str, float] = {}  # reason -> when it was last logged
         self._prepared_statement_reported = False
 
@@ -146,7 +165,12 @@ class _ErrorReporter:
             reason, now = str(error), time.monotonic()
             if isinstance(sqlstate, str) and now - self._refusals.get(reason, -REPEAT) >= REPEAT:
                 self._refusals[reason] = now
-                logger.error("database_connection_refused", sqlstate=sqlstate, reason=reason)
+                extra: dict[str, str] = {}
+                if not self._pooled and POOLER_REFUSAL in reason:  # the line names the fix
+                    extra["hint"] = POOLER_HINT
+                logger.error(
+                    "database_connection_refused", sqlstate=sqlstate, reason=reason, **extra
+                )
             raise
 
     def handle_error(self, context: ExceptionContext) -> None:
@@ -160,7 +184,7 @@ class _ErrorReporter:
                 "database_prepared_statement_lost",
                 sqlstate=sqlstate,
                 reason=str(error),
-                hint="DATABASE_URL is a transaction pooler? Set DATABASE_POOLER=transaction",
+                hint=POOLER_HINT,
             )
 
 

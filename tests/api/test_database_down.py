@@ -1,5 +1,6 @@
 """A database that cannot be reached: liveness holds, readiness and API calls answer 503."""
 
+import asyncio
 import socket
 import uuid
 from collections.abc import Callable
@@ -67,7 +68,8 @@ async def test_recovers_when_connections_are_killed(
     database_url: str,
     cleanup_engine: AsyncEngine,
 ) -> None:
-    """What a PostgreSQL restart does to a pool: every pooled connection dies at once."""
+    """What a PostgreSQL restart does to a pool: every pooled connection dies at once. The next
+    requests get new connections, none a 503 (app.core.database._replace_closed)."""
     if not database_url.startswith("postgresql"):
         pytest.skip("terminating server connections is a PostgreSQL notion")
     name = f"keel-restart-{uuid.uuid4().hex[:8]}"
@@ -84,10 +86,11 @@ async def test_recovers_when_connections_are_killed(
                 {"name": name},
             )
         assert killed
+        # The event loop reads the servers' end of stream while the pool waits for a request.
+        await asyncio.sleep(0.1)
         statuses = [
             (await client.get("/api/v1/items", headers=account.headers)).status_code
             for _ in range(4)
         ]
-        assert set(statuses) <= {200, 503}, statuses  # a dead connection is a 503, never a 500
-        assert statuses[-2:] == [200, 200]  # the stale pool was dropped: back without a restart
+        assert statuses == [200] * 4
         assert (await client.get("/health/ready")).status_code == 200

@@ -117,7 +117,8 @@ async def test_refused_connection_is_named_once(
     database_url: str,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    """DATABASE_POOLER=none sends statement_timeout at start-up, which PgBouncer refuses."""
+    """DATABASE_POOLER=none sends statement_timeout at start-up, which PgBouncer refuses: the
+    line names the setting that fixes it."""
     _through_pgbouncer(database_url)
     capfd.readouterr()
     async with make_client(make_settings(DATABASE_POOLER="none")) as client:
@@ -137,6 +138,7 @@ async def test_refused_connection_is_named_once(
     assert len(logged) == 1, logged  # four refusals, one line: the pooler's own words
     assert logged[0]["reason"] == "unsupported startup parameter: statement_timeout"
     assert logged[0]["sqlstate"] == "08P01"
+    assert "Set DATABASE_POOLER=transaction" in logged[0]["hint"]  # what to do (CONTRACT 11)
 
 
 async def test_statement_caches_through_old_pgbouncer_fail_as_bugs(

@@ -8,7 +8,9 @@ load, runs: 1 PostgreSQL stop (fast, then immediate) and return, 2 Redis stop an
 3 a worker SIGKILLed, 4 SIGTERM to the master, 5 a slow database (statement_timeout, then the
 request deadline); and with `python -m app worker` processes and an aiosmtpd SMTP server
 (CONTRACT.md section 9): 6 Redis paused during a reset request, 7 a job worker SIGKILLed
-mid-send, 8 the API killed between commit and hand-over, 9 the SMTP server refusing.
+mid-send, 8 the API killed between commit and hand-over, 9 the SMTP server refusing; and what
+an operator does (docs/runbook.md): 10 PgBouncer replaced under load (Keel behind it with
+DATABASE_POOLER=transaction), 11 backup and restore with the runbook's commands.
 One line of figures per drill; exit status 1 when any bound was broken.
 Everything started is stopped and removed at the end, on failure and on Ctrl-C too.
 """
@@ -18,9 +20,10 @@ import asyncio
 import signal
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 
-from tests.drills import harness, jobs
+from tests.drills import harness, jobs, operations
 from tests.drills.harness import DrillResult, Stack
 
 
@@ -64,7 +67,19 @@ async def run(stack: Stack, outage: float, only: set[str]) -> list[DrillResult]:
     if "9" in only:
         for code in (451, 550):
             report(await jobs.smtp_refusing_drill(stack, code))
+    await _operator_drills(stack, only, report)
     return results
+
+
+async def _operator_drills(
+    stack: Stack, only: set[str], report: Callable[[DrillResult], None]
+) -> None:
+    for number, drill in (
+        ("10", operations.pgbouncer_restart_drill),
+        ("11", operations.backup_restore_drill),
+    ):
+        if number in only:
+            report(await drill(stack))
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -74,7 +89,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outage", type=float, default=10.0, help="seconds each outage lasts")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9", help="drills, e.g. 1,4")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11", help="drills, e.g. 1,4")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()

@@ -143,7 +143,7 @@ def _first(records: list[Record], after: float, status: int) -> float | None:
     return None
 
 
-def _summary(result: DrillResult, api: list[Record]) -> None:
+def summarize(result: DrillResult, api: list[Record]) -> None:
     failed = [r for r in api if not r.ok]
     result.figures["requests"] = len(api)
     result.figures["2xx"] = len(api) - len(failed)
@@ -151,7 +151,7 @@ def _summary(result: DrillResult, api: list[Record]) -> None:
     result.figures["other_errors"] = len([r for r in failed if not r.is_envelope_503])
 
 
-def _check_envelopes(result: DrillResult, api: list[Record]) -> None:
+def check_envelopes(result: DrillResult, api: list[Record]) -> None:
     odd = sorted({f"{r.status}:{r.error}" for r in api if not r.ok and not r.is_envelope_503})
     result.check(not odd, f"answers other than 2xx or the 503 envelope: {odd}")
 
@@ -193,7 +193,7 @@ async def postgres_drill(
     acknowledged, lost = await lost_writes(stack, recorder)
 
     result.figures["outage"] = back - stopped
-    _summary(result, api)
+    summarize(result, api)
     result.figures["503_during_outage"] = sum(r.is_envelope_503 for r in during)
     result.figures["live_200"] = f"{sum(r.status == 200 for r in live)}/{len(live)}"
     result.figures["ready_503_after"] = down = _first(ready, stopped, 503)
@@ -218,7 +218,7 @@ async def postgres_drill(
         all(r.status == 200 for r in ready if r.started >= back + READY_UP_WITHIN),
         "ready not back to 200 for good",
     )
-    _check_envelopes(result, api)
+    check_envelopes(result, api)
     result.check(any(r.is_envelope_503 for r in during), "no API call saw the outage")
     result.check(slowest <= POOL_TIMEOUT_SECONDS + 1, "an API call took over pool timeout + 1 s")
     result.check(bool(late) and all(r.ok for r in late), "API not recovered 5 s after return")
@@ -246,7 +246,7 @@ async def sigterm_drill(server: Gunicorn, *, warmup: float = 3.0) -> DrillResult
         exited = session.now() - signalled
     api = session.api()
     in_flight = [r for r in api if r.started < signalled < r.ended]
-    _summary(result, api)
+    summarize(result, api)
     result.figures["in_flight_at_sigterm"] = len(in_flight)
     result.figures["failed_in_flight"] = sum(not r.ok for r in in_flight)
     result.figures["exit_code"] = exit_code
@@ -285,7 +285,7 @@ async def redis_drill(
     last = max(health, key=lambda r: r.ended, default=None)
 
     result.figures["outage"] = back - stopped
-    _summary(result, api)
+    summarize(result, api)
     result.figures["5xx"] = sum(r.status is None or r.status >= 500 for r in api)
     result.figures["429"] = sum(r.status == 429 for r in api)
     result.figures["health_degraded_after"] = degraded
@@ -351,7 +351,7 @@ async def worker_kill_drill(
     exposed = [r for r in api if r.started < dying and r.ended > killed]
     failed = [r for r in api if not r.ok]
     recovered = _throughput_back(api, killed)
-    _summary(result, api)
+    summarize(result, api)
     result.figures["in_flight_at_kill"] = len(exposed)
     result.figures["failed"] = len(failed)
     result.figures["failed_kinds"] = ",".join(sorted({str(r.error) for r in failed})) or "-"
@@ -411,7 +411,7 @@ async def slow_database_drill(
     stuck = [r for r in api if r.started >= locked and r.ended <= released]
     live_during = [r for r in live if r.started >= locked and r.ended <= released]
     late = [r for r in api if r.started >= released + 0.5]
-    _summary(result, api)
+    summarize(result, api)
     result.figures["503_while_locked"] = f"{sum(r.is_envelope_503 for r in stuck)}/{len(stuck)}"
     result.figures["slowest_503"] = max((r.latency for r in stuck), default=0.0)
     result.figures["deadline"] = deadline
@@ -426,5 +426,5 @@ async def slow_database_drill(
         "/health/live stalled while the database was slow",
     )
     result.check(bool(late) and all(r.ok for r in late), "API not back once the lock went")
-    _check_envelopes(result, api)
+    check_envelopes(result, api)
     return result
