@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import orjson
 import structlog
+from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from app.config import Settings
@@ -49,6 +50,15 @@ def _drop_color_message(_logger: WrappedLogger, _name: str, event: EventDict) ->
     return event
 
 
+def add_trace_ids(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    """The current span's ids, hex as exported, so a line leads to its trace (tracing on only)."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event["trace_id"] = format(context.trace_id, "032x")
+        event["span_id"] = format(context.span_id, "016x")
+    return event
+
+
 def _orjson_dumps(value: Any, **_kwargs: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
@@ -65,6 +75,7 @@ def configure_logging(settings: Settings) -> None:
 
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,  # request_id and user_id, bound per request
+        *([add_trace_ids] if settings.tracing_enabled else []),  # off: not even a lookup
         structlog.processors.add_log_level,
         structlog.stdlib.add_logger_name,
         add_pid,
