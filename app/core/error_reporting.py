@@ -17,9 +17,9 @@ from app.config import Settings
 from app.core.build import version
 
 FLUSH_SECONDS: Final = 2.0
-# Exceptions from these modules quote the values they refused (an address, a token hash).
-DATABASE_MODULES: Final = ("sqlalchemy", "asyncpg", "sqlite3", "aiosqlite")
-REMOVED: Final = "[removed: a database error may quote the values it refused]"
+# An exception's message may quote what it refused (an address, a token hash): it stays in
+# Keel's own log line, which the request id and trace id find.
+REMOVED: Final = "[removed: see the log line with this request id]"
 
 
 def init(settings: Settings) -> None:
@@ -32,8 +32,14 @@ def init(settings: Settings) -> None:
         environment=settings.ENVIRONMENT,
         default_integrations=False,
         auto_enabling_integrations=False,
-        send_default_pii=False,
-        include_local_variables=False,  # a frame's locals may hold a password or an address
+        # Nothing about the caller, whatever an integration would collect (the successor of
+        # `send_default_pii=False`); a frame's locals may hold a password or an address.
+        data_collection={
+            "user_info": False,
+            "http_bodies": [],
+            "database_query_data": False,
+            "stack_frame_variables": False,
+        },
         max_request_body_size="never",
         before_send=strip_personal_data,
     )
@@ -43,6 +49,7 @@ def close() -> None:
     """Send what is queued, then stop reporting (a later `init` starts again)."""
     if sentry_sdk.is_initialized():
         sentry_sdk.get_client().close(timeout=FLUSH_SECONDS)
+        sentry_sdk.get_global_scope().set_client(None)  # back to the SDK's no-op client
 
 
 def report(error: BaseException, **tags: str) -> None:
@@ -60,12 +67,11 @@ def report(error: BaseException, **tags: str) -> None:
 
 def strip_personal_data(event: Any, _hint: Any) -> Any:
     """`before_send`: no request (body, headers, cookies, query), user, extras or breadcrumbs;
-    no local variables in the frames; a database error's message goes (it may quote values)."""
+    no local variables in the frames; no exception messages (types and stacks only)."""
     for key in ("request", "user", "extra", "breadcrumbs", "modules"):
         event.pop(key, None)
     for exception in (event.get("exception") or {}).get("values") or ():
-        if str(exception.get("module") or "").startswith(DATABASE_MODULES):
-            exception["value"] = REMOVED
+        exception["value"] = REMOVED
         for frame in (exception.get("stacktrace") or {}).get("frames") or ():
             frame.pop("vars", None)
     return event
