@@ -50,6 +50,10 @@ REFUSED = Counter(
     "Requests refused with 503 by admission control: the queue was full or its deadline passed.",
     ["reason"],
 )
+REDIS_FALLBACKS = Counter(
+    "rate_limit_redis_fallbacks_total",
+    "Times the rate limiter found Redis failing and counted in-process for a while instead.",
+)
 REFUSAL_REASONS = ("queue_full", "queue_timeout")
 for _reason in REFUSAL_REASONS:  # at 0 from the start: alerts see the series before a refusal
     REFUSED.labels(reason=_reason)
