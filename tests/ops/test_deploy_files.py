@@ -114,9 +114,8 @@ def filled_secret(kinds: dict[str, dict[str, Any]]) -> dict[str, str]:
     """The example Secret with every placeholder replaced by a random value, as an operator
     does (as shipped, production refuses it: tests/test_config_secrets.py)."""
     entries: dict[str, str] = kinds["Secret"]["stringData"]
-    # Only the placeholder itself: REDIS_URL's sits inside a URL (its password).
     return {
-        name: re.sub(r"REPLACE[\w-]*", lambda _: secrets.token_urlsafe(32), value)
+        name: secrets.token_urlsafe(32) if "REPLACE" in value else value
         for name, value in entries.items()
     }
 
