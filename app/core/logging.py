@@ -24,6 +24,9 @@ SENSITIVE_KEY_PARTS: Final = ("password", "token", "secret", "authorization", "c
 STDERR: Final = sys.__stderr__ or sys.stderr
 
 
+PROCESSORS: list[Processor] = []  # structlog's chain, see configure_logging
+
+
 class StderrLogger(structlog.WriteLogger):
     """structlog's WriteLogger on stderr, keeping its name for the `logger` field."""
 
@@ -88,8 +91,11 @@ def configure_logging(settings: Settings) -> None:
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=STDERR.isatty())
+    # Changed in place: loggers cached on first use hold this list, so a second configuration
+    # in one process (tracing on for one app, off for the next, as in the tests) reaches them.
+    PROCESSORS[:] = [*shared, renderer]
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=PROCESSORS,
         logger_factory=StderrLogger,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,
