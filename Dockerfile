@@ -28,7 +28,8 @@ RUN groupadd --system --gid 10001 keel \
         --shell /usr/sbin/nologin keel
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
-COPY alembic.ini gunicorn.conf.py ./
+# pyproject.toml: the build's version (keel_build_info, traces' service.version).
+COPY alembic.ini gunicorn.conf.py pyproject.toml ./
 COPY alembic ./alembic
 COPY app ./app
 # The shipped examples: production refuses their values (app/core/placeholders.py reads them).

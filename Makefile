@@ -27,13 +27,15 @@ test: install ## The whole test suite (PostgreSQL/Redis legs when TEST_DATABASE_
 
 K8S_MANIFESTS = $(filter-out %/kustomization.yaml,$(wildcard deploy/k8s/*.yaml deploy/k8s/*/*.yaml))
 
-lint: install ## ruff, formatting, mypy --strict, import-layer contracts, hadolint, Kubernetes schemas
+lint: install ## ruff, formatting, mypy --strict, import-layer contracts, hadolint, Kubernetes schemas, alert rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/kubernetes-validate --strict --quiet $(K8S_MANIFESTS)
+	@command -v promtool >/dev/null || { echo "promtool missing: apt-get install prometheus" >&2; exit 1; }
+	promtool check rules deploy/observability/alerts.yml
 
 fuzz: install ## Schemathesis, all checks and phases, against a live server, as a superuser and as a user
 	$(BIN)/python scripts/fuzz.py --as superuser

@@ -228,6 +228,12 @@ class Settings(BaseSettings):
     WORKER_CONCURRENCY: int = Field(default=10, ge=1, le=1000)
     WORKER_HEALTH_PORT: int = Field(default=9000, ge=1, le=65535)
 
+    # Observability (CONTRACT.md section 12): both off unless set. The other OTEL_* variables
+    # (OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, OTEL_RESOURCE_ATTRIBUTES...) are read by the SDK.
+    OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None  # e.g. http://collector:4318
+    OTEL_SDK_DISABLED: bool = False
+    SENTRY_DSN: SecretStr | None = None
+
     _secret_generated: bool = PrivateAttr(default=False)
 
     @field_validator("EMAIL_FROM")
@@ -246,6 +252,28 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
             raise ValueError("must be an http(s) URL without a query, e.g. https://app.example.com")
         return value.rstrip("/")
+
+    @field_validator("OTEL_EXPORTER_OTLP_ENDPOINT")
+    @classmethod
+    def _check_otlp_endpoint(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # set but empty, as Compose writes an unset variable: tracing off
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL, e.g. http://collector:4318")
+        return value.rstrip("/")
+
+    @field_validator("SENTRY_DSN", mode="before")
+    @classmethod
+    def _check_sentry_dsn(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None or value == "":
+            return None
+        parts = urlsplit(str(value))
+        if parts.scheme not in ("http", "https") or not parts.hostname or not parts.username:
+            raise ValueError("must be a Sentry DSN, e.g. https://<key>@o1.ingest.sentry.io/1")
+        return value
 
     @field_validator("LOG_LEVEL", mode="before")
     @classmethod
@@ -343,6 +371,11 @@ class Settings(BaseSettings):
     def frontend_url(self) -> str:
         """Where the links in emails point; a local front end's usual address in development."""
         return self.FRONTEND_URL or DEVELOPMENT_FRONTEND_URL
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """OTEL_EXPORTER_OTLP_ENDPOINT set and the SDK not disabled: traces are exported."""
+        return self.OTEL_EXPORTER_OTLP_ENDPOINT is not None and not self.OTEL_SDK_DISABLED
 
     @property
     def job_lease_seconds(self) -> float:

@@ -18,11 +18,18 @@ from app.api.docs import install_docs
 from app.api.v1 import router as api_v1
 from app.api.v1.schemas.common import error_responses
 from app.config import Settings, get_settings
-from app.core import database, metrics
+from app.core import database, error_reporting, metrics
 from app.core.exceptions import register_exception_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import edge_layers
 from app.core.rate_limit import RateLimiter, RateLimitMiddleware
+from app.core.tracing import (
+    API_SERVICE,
+    TELEMETRY_OFF,
+    Tracing,
+    UntracedPathsMiddleware,
+    build_tracing,
+)
 from app.jobs.queue import build_queue
 from app.services import user_service
 
@@ -74,21 +81,37 @@ async def _ensure_superuser(
         delay = min(2 * delay, SUPERUSER_RETRY_MAX_SECONDS)
 
 
+async def _close(app: FastAPI, rate_limiter: RateLimiter, tracing: Tracing | None) -> None:
+    """What the lifespan opened, in reverse, once the last request has been answered."""
+    await app.state.jobs.close()  # hand-overs and in-process jobs, briefly
+    metrics.release_pool(app.state.engine)
+    await app.state.engine.dispose()
+    await app.state.probe_engine.dispose()
+    await rate_limiter.close()
+    if tracing is not None:
+        tracing.shutdown()  # exports what is left
+    error_reporting.close()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     rate_limiter = RateLimiter(settings)
+    tracing = build_tracing(settings, API_SERVICE)  # None unless OTEL_EXPORTER_OTLP_ENDPOINT
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Logging is configured here, after a Gunicorn worker has installed its own handlers.
         configure_logging(settings)
         _announce_embedded_defaults(settings)
+        error_reporting.init(settings)  # Sentry, with SENTRY_DSN only
         engine = database.create_engine(settings)
         metrics.instrument_pool(engine)  # before any checkout, so checkouts and checkins pair up
         app.state.engine = engine
         app.state.sessionmaker = database.create_sessionmaker(engine)
         app.state.read_engine = database.create_read_engine(engine)
         app.state.probe_engine = database.create_engine(settings, probe_for=engine)
+        if tracing is not None:
+            tracing.start(engine, redis=True)
         superuser: asyncio.Task[None] | None = None
         if settings.FIRST_SUPERUSER_EMAIL and settings.FIRST_SUPERUSER_PASSWORD:
             superuser = asyncio.create_task(
@@ -101,8 +124,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Usually done in milliseconds, before the first request is served.
             await asyncio.wait({superuser}, timeout=SUPERUSER_WAIT_SECONDS)
         await rate_limiter.open()
-        app.state.jobs = build_queue(settings, app.state.sessionmaker)
+        app.state.jobs = build_queue(settings, app.state.sessionmaker, tracing)
         await app.state.jobs.start()
+        process_metrics = metrics.start_process_metrics()
         if settings.REDIS_URL:
             app.state.redis_ping = rate_limiter.ping
         # Everything built so far lives as long as the worker: move it out of the garbage
@@ -117,11 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 superuser.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await superuser
-            await app.state.jobs.close()  # hand-overs and in-process jobs, briefly
-            metrics.release_pool(engine)
-            await engine.dispose()
-            await app.state.probe_engine.dispose()
-            await rate_limiter.close()
+            await metrics.stop_process_metrics(process_metrics)
+            await _close(app, rate_limiter, tracing)
 
     docs = settings.DOCS_ENABLED
     app = FastAPI(
@@ -135,15 +156,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
         lifespan=lifespan,
-        # Keel's metrics are Prometheus (/metrics) and its logs structlog: FastAPI's built-in
-        # OpenTelemetry hooks stay off rather than checking for a provider on every request.
-        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # FastAPI's own OpenTelemetry makes the server spans, on Keel's provider, when tracing
+        # is on; off, it is switched off rather than looking for a provider on every request.
+        telemetry=tracing.fastapi_telemetry() if tracing else TELEMETRY_OFF,
         responses=COMMON_ERRORS,
         # Operation ids are the endpoint names (`create_item`): stable, readable client names.
         generate_unique_id_function=lambda route: route.name,
         # Pure ASGI, outermost first: the edge's layers, then the rate limiter, so that its
         # 429s get the edge's headers and are logged and counted like any other answer.
         middleware=[
+            *([Middleware(UntracedPathsMiddleware)] if tracing else []),
             *edge_layers(settings),
             Middleware(RateLimitMiddleware, limiter=rate_limiter, settings=settings),
         ],
@@ -151,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.draining = False
     app.state.rate_limiter = rate_limiter
+    app.state.tracing = tracing
     register_exception_handlers(app)
     # Routes are matched in order: the busiest first (probes are few and cheap to test).
     app.include_router(health.router)

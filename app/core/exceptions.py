@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core import error_reporting
 from app.core.routes import allowed_methods, unsupported_media_type
 
 logger = structlog.get_logger("app.errors")
@@ -222,6 +223,7 @@ async def database_error_handler(request: Request, exc: Exception) -> JSONRespon
     if not is_database_outage(exc):
         stack = "".join(traceback.format_tb(exc.__traceback__))  # where, without the message
         logger.error("database_error", error=describe(exc), stack=stack)
+        error_reporting.report(exc)
         return error_response(500, "Internal server error")
     logger.warning("database_unavailable", error=type(exc).__name__)
     message = "Database unavailable, try again shortly"
@@ -230,6 +232,7 @@ async def database_error_handler(request: Request, exc: Exception) -> JSONRespon
 
 async def unhandled_exception_handler(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled_exception", exc_info=exc)
+    error_reporting.report(exc)
     return error_response(500, "Internal server error")
 
 

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import orjson
 import structlog
+from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from app.config import Settings
@@ -21,6 +22,9 @@ REDACTED: Final = "[REDACTED]"
 SENSITIVE_KEY_PARTS: Final = ("password", "token", "secret", "authorization", "cookie", "api_key")
 # Descriptor 2 itself: cached loggers keep their file, and test captures swap `sys.stderr`.
 STDERR: Final = sys.__stderr__ or sys.stderr
+
+
+PROCESSORS: list[Processor] = []  # structlog's chain, see configure_logging
 
 
 class StderrLogger(structlog.WriteLogger):
@@ -49,6 +53,15 @@ def _drop_color_message(_logger: WrappedLogger, _name: str, event: EventDict) ->
     return event
 
 
+def add_trace_ids(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    """The current span's ids, hex as exported, so a line leads to its trace (tracing on only)."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event["trace_id"] = format(context.trace_id, "032x")
+        event["span_id"] = format(context.span_id, "016x")
+    return event
+
+
 def _orjson_dumps(value: Any, **_kwargs: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
@@ -65,6 +78,7 @@ def configure_logging(settings: Settings) -> None:
 
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,  # request_id and user_id, bound per request
+        *([add_trace_ids] if settings.tracing_enabled else []),  # off: not even a lookup
         structlog.processors.add_log_level,
         structlog.stdlib.add_logger_name,
         add_pid,
@@ -77,8 +91,11 @@ def configure_logging(settings: Settings) -> None:
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=STDERR.isatty())
+    # Changed in place: loggers cached on first use hold this list, so a second configuration
+    # in one process (tracing on for one app, off for the next, as in the tests) reaches them.
+    PROCESSORS[:] = [*shared, renderer]
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=PROCESSORS,
         logger_factory=StderrLogger,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,

@@ -1,8 +1,11 @@
 """Prometheus metrics, merged across Gunicorn workers by prometheus-client's multiprocess mode
 when `PROMETHEUS_MULTIPROC_DIR` is set (gunicorn.conf.py sets it before the workers fork)."""
 
+import asyncio
+import contextlib
 import os
 from functools import cache
+from typing import Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -11,11 +14,14 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.build import version
 
 UNMATCHED_ROUTE = "<unmatched>"  # one label for every unknown path: raw paths explode cardinality
 OTHER_METHOD = "OTHER"  # clients may send any token as a method; labels stay bounded
@@ -44,6 +50,10 @@ REFUSED = Counter(
     "Requests refused with 503 by admission control: the queue was full or its deadline passed.",
     ["reason"],
 )
+REDIS_FALLBACKS = Counter(
+    "rate_limit_redis_fallbacks_total",
+    "Times the rate limiter found Redis failing and counted in-process for a while instead.",
+)
 REFUSAL_REASONS = ("queue_full", "queue_timeout")
 for _reason in REFUSAL_REASONS:  # at 0 from the start: alerts see the series before a refusal
     REFUSED.labels(reason=_reason)
@@ -57,6 +67,29 @@ DB_POOL_SIZE = Gauge(
     "Connections each pool keeps (before overflow), summed over the workers.",
     multiprocess_mode="livesum",
 )
+
+BUILD_INFO = Gauge(
+    "keel_build_info",
+    "Always 1; the running build's version in its label.",
+    ["version"],
+    multiprocess_mode="max",
+)
+BUILD_INFO.labels(version=version()).set(1)
+
+# prometheus-client's process collector reads /proc/self: in multiprocess mode the scrape would
+# describe only the worker that answered it. Each worker copies its own figures into these
+# (a `pid` label each, live workers only) every PROCESS_METRICS_SECONDS; they are registered
+# nowhere, so single-process mode keeps the default collector alone (no duplicates).
+PROCESS_METRICS_SECONDS: Final = 10.0
+PROCESS_GAUGES = {
+    name: Gauge(name, help_text, multiprocess_mode="liveall", registry=None)
+    for name, help_text in (
+        ("process_cpu_seconds_total", "CPU time of the worker, user and system, in seconds."),
+        ("process_resident_memory_bytes", "Resident memory of the worker, in bytes."),
+        ("process_open_fds", "Open file descriptors of the worker."),
+        ("process_start_time_seconds", "Start time of the worker, in seconds since the epoch."),
+    )
+}
 
 
 def record_rate_limited(scope_name: str) -> None:
@@ -84,6 +117,36 @@ def release_pool(engine: AsyncEngine) -> None:
     size = getattr(engine.sync_engine.pool, "size", None)
     if callable(size):
         DB_POOL_SIZE.dec(size())
+
+
+def copy_process_metrics(collector: ProcessCollector) -> None:
+    """This process's figures, as the default collector reads them, into PROCESS_GAUGES."""
+    for family in collector.collect():
+        for sample in family.samples:
+            gauge = PROCESS_GAUGES.get(sample.name)
+            if gauge is not None:
+                gauge.set(sample.value)
+
+
+def start_process_metrics() -> "asyncio.Task[None] | None":
+    """In multiprocess mode, keep this worker's process figures up to date; else None."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None  # the default registry's own process collector answers the scrape
+    collector = ProcessCollector(registry=None)
+
+    async def refresh() -> None:
+        while True:
+            copy_process_metrics(collector)
+            await asyncio.sleep(PROCESS_METRICS_SECONDS)
+
+    return asyncio.get_running_loop().create_task(refresh())
+
+
+async def stop_process_metrics(task: "asyncio.Task[None] | None") -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def render() -> tuple[bytes, str]:

@@ -104,7 +104,7 @@ class RequestIdMiddleware:
 class RequestRecordMiddleware:
     """Records each request as it ends: its access log line and its Prometheus metrics.
 
-    By route template; the concrete path (which may carry ids) only when no route matched.
+    Metrics by route template (bounded labels); the log line has the template and the path.
     No answer begun: status null in the log, 499 in the metrics. A request refused by admission
     control is counted, not logged (its layer logs the refusals, at most once a second).
     """
@@ -143,7 +143,8 @@ class RequestRecordMiddleware:
                     "request",
                     method=scope["method"],
                     route=route,
-                    path=None if route else scope["path"][:MAX_LOGGED_PATH],
+                    # The path as requested, without its query string (cursors travel there).
+                    path=scope["path"][:MAX_LOGGED_PATH],
                     status=status,
                     duration_ms=round(seconds * 1000, 2),
                     client_ip=client_ip(scope),

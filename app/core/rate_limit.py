@@ -173,6 +173,7 @@ class RateLimiter:
     def redis_failed(self, exc: Exception) -> None:
         now = time.monotonic()
         self.redis_down_until = now + REDIS_RETRY_AFTER_SECONDS
+        metrics.REDIS_FALLBACKS.inc()  # once per retry window: Redis is skipped meanwhile
         if now - self.outage_logged_at >= OUTAGE_LOG_INTERVAL_SECONDS:
             self.outage_logged_at = now
             logger.warning(

@@ -5,6 +5,7 @@ from typing import Protocol
 
 import aiosmtplib
 import structlog
+from opentelemetry.trace import SpanKind, Tracer
 
 from app.config import Settings
 
@@ -17,10 +18,26 @@ class EmailSender(Protocol):
 
 
 class SmtpSender:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tracer: Tracer | None = None) -> None:
         self.settings = settings
+        self.tracer = tracer  # None: tracing is off
 
     async def send(self, message: EmailMessage) -> None:
+        if self.tracer is None:
+            await self._send(message)
+            return
+        # aiosmtplib has no instrumentation: the send as a client span of the job's.
+        attributes: dict[str, str | int] = {
+            "network.protocol.name": "smtp",
+            "server.address": self.settings.SMTP_HOST or "",
+            "server.port": self.settings.SMTP_PORT,
+        }
+        with self.tracer.start_as_current_span(
+            "smtp send", kind=SpanKind.CLIENT, attributes=attributes
+        ):
+            await self._send(message)
+
+    async def _send(self, message: EmailMessage) -> None:
         settings = self.settings
         password = settings.SMTP_PASSWORD.get_secret_value() if settings.SMTP_PASSWORD else None
         await aiosmtplib.send(
@@ -50,5 +67,5 @@ class LogSender:
         )
 
 
-def build_sender(settings: Settings) -> EmailSender:
-    return SmtpSender(settings) if settings.SMTP_HOST else LogSender()
+def build_sender(settings: Settings, tracer: Tracer | None = None) -> EmailSender:
+    return SmtpSender(settings, tracer) if settings.SMTP_HOST else LogSender()

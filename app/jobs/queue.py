@@ -14,6 +14,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.core.tracing import Tracing
 from app.emails.sender import build_sender
 from app.jobs.broker import make_broker, run_job_kicker
 from app.jobs.retention import sweep_retention
@@ -81,9 +82,15 @@ class RedisJobQueue(JobQueue):
 class InProcessJobQueue(JobQueue):
     """Without REDIS_URL (development): this process runs the jobs, and sweeps for due ones."""
 
-    def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        tracing: Tracing | None = None,
+    ) -> None:
         super().__init__(settings, sessionmaker)
-        self.runner = JobRunner(settings, sessionmaker, build_sender(settings))
+        tracer = tracing.tracer("app.jobs") if tracing else None
+        self.runner = JobRunner(settings, sessionmaker, build_sender(settings, tracer), tracer)
         self._sweepers: list[asyncio.Task[None]] = []
 
     async def hand_over(self, ids: list[uuid.UUID]) -> None:
@@ -122,7 +129,11 @@ class InProcessJobQueue(JobQueue):
         await super().close()
 
 
-def build_queue(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> JobQueue:
+def build_queue(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tracing: Tracing | None = None,
+) -> JobQueue:
     if settings.REDIS_URL:
         return RedisJobQueue(settings, sessionmaker)
-    return InProcessJobQueue(settings, sessionmaker)
+    return InProcessJobQueue(settings, sessionmaker, tracing)

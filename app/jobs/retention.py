@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Final
 
 import structlog
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
@@ -35,9 +36,10 @@ async def sweep_retention(
         before = now - KEY_LIFETIME if table == "idempotency_keys" else retained
         total = 0
         while True:
-            async with sessionmaker() as session:
-                count = await delete_batch(session, before, batch)
-                await session.commit()
+            with suppress_instrumentation():  # housekeeping: no trace of its own
+                async with sessionmaker() as session:
+                    count = await delete_batch(session, before, batch)
+                    await session.commit()
             total += count
             if count < batch:
                 break

@@ -12,13 +12,14 @@ import uuid
 from typing import Final
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from taskiq.acks import AcknowledgeType
 from taskiq_redis import RedisStreamBroker
 
 from app.config import Settings
-from app.core import database
+from app.core import database, error_reporting, metrics
 from app.core.logging import configure_logging
+from app.core.tracing import WORKER_SERVICE, Tracing, build_tracing
 from app.emails.sender import build_sender
 from app.jobs.broker import RUN_JOB, make_broker, run_job_kicker
 from app.jobs.health import serve_health
@@ -34,9 +35,15 @@ RECEIVER_STOP_SECONDS: Final = 5.0
 
 async def run_worker(settings: Settings) -> None:
     configure_logging(settings)
+    error_reporting.init(settings)  # Sentry, with SENTRY_DSN only
     engine = database.create_engine(settings)
+    metrics.instrument_pool(engine)
     sessionmaker = database.create_sessionmaker(engine)
-    runner = JobRunner(settings, sessionmaker, build_sender(settings))
+    tracing = build_tracing(settings, WORKER_SERVICE)  # None unless OTEL_EXPORTER_OTLP_ENDPOINT
+    if tracing is not None:
+        tracing.start(engine, redis=False)  # not Redis: its queue reads would be the traces
+    tracer = tracing.tracer("app.jobs") if tracing else None
+    runner = JobRunner(settings, sessionmaker, build_sender(settings, tracer), tracer)
     broker = make_broker(settings, worker=True)
     broker.is_worker_process = True
     kicker = run_job_kicker(broker)
@@ -87,8 +94,16 @@ async def run_worker(settings: Settings) -> None:
         await asyncio.wait({sweeping, retaining, receiving}, timeout=RECEIVER_STOP_SECONDS)
         health.close()
         await broker.shutdown()
-        await engine.dispose()
+        await _close(engine, tracing)
         logger.info("worker_stopped")
+
+
+async def _close(engine: AsyncEngine, tracing: Tracing | None) -> None:
+    metrics.release_pool(engine)
+    await engine.dispose()
+    if tracing is not None:
+        tracing.shutdown()  # exports what is left
+    error_reporting.close()
 
 
 async def _receive(broker: RedisStreamBroker, settings: Settings, stop: asyncio.Event) -> None:

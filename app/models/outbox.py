@@ -23,6 +23,9 @@ class OutboxJob(Base):
     name: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     request_id: Mapped[str | None] = mapped_column(String(128))
+    # The recording request's trace context (W3C `traceparent`...): the job's spans join its
+    # trace however late and however often the job runs. Null when tracing is off.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     due_at: Mapped[datetime]

@@ -11,7 +11,8 @@ aware datetimes and numbers, which asyncpg encodes as SQLAlchemy would.
 
 Only PostgreSQL takes this path: on any other database `fetch` runs the same statement through
 `connection.execute`. Either way rows are named tuples (`row.id`, `row[0]`) of the selected
-columns.
+columns. With tracing on, each read is a client span like the SQLAlchemy instrumentation's
+(which never sees it: it bypasses SQLAlchemy's cursor).
 """
 
 from collections import namedtuple
@@ -19,11 +20,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from asyncpg import InterfaceError, InternalClientError, PostgresError
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Dialect, Select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.database import report_statement_error
+from app.core.tracing import driver_tracer
 
 
 class DriverQuery:
@@ -49,6 +52,21 @@ class DriverQuery:
             return [self._row(*row) for row in rows]
         sql, names = self._sql(connection.dialect)
         args = [params[name] for name in names]
+        tracer = driver_tracer(connection)
+        if tracer is None:
+            return await self._fetch(connection, sql, args, params)
+        attributes = {"db.system": "postgresql", "db.statement": sql}
+        database = connection.engine.url.database
+        if database:
+            attributes["db.name"] = database
+        name = f"SELECT {database}" if database else "SELECT"
+        with tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes):
+            return await self._fetch(connection, sql, args, params)
+
+    async def _fetch(
+        self, connection: AsyncConnection, sql: str, args: list[Any], params: Mapping[str, Any]
+    ) -> Sequence[Any]:
+        rows: Sequence[Any]
         driver: Any = (await connection.get_raw_connection()).driver_connection
         try:
             rows = await driver.fetch(sql, *args)

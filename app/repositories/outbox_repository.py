@@ -13,6 +13,7 @@ import structlog
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.tracing import current_carrier
 from app.models import OutboxJob
 from app.models.base import utc_now
 
@@ -30,6 +31,7 @@ def record(session: AsyncSession, name: str, payload: dict[str, Any], *, due_in:
         name=name,
         payload=payload,
         request_id=structlog.contextvars.get_contextvars().get("request_id"),
+        trace_context=current_carrier(),
         due_at=utc_now() + timedelta(seconds=due_in),
     )
     session.add(job)
@@ -132,6 +134,15 @@ async def pending_count(session: AsyncSession) -> int:
         select(func.count()).select_from(OutboxJob).where(OutboxJob.status == PENDING)
     )
     return count or 0
+
+
+async def oldest_waiting_since(session: AsyncSession) -> datetime | None:
+    """When the oldest job that never started was recorded (None when none waits)."""
+    return await session.scalar(
+        select(func.min(OutboxJob.created_at)).where(
+            OutboxJob.status == PENDING, OutboxJob.attempts == 0
+        )
+    )
 
 
 async def get(session: AsyncSession, job_id: uuid.UUID) -> OutboxJob | None:
