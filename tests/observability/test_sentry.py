@@ -2,10 +2,9 @@
 for good arrive with the request id and the trace id, and nothing about the caller."""
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 import sentry_sdk
 from pydantic import BaseModel
 
@@ -22,13 +21,6 @@ ADDRESS = "erin@example.com"
 
 class Payload(BaseModel):
     note: str
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox().start()
-    yield box
-    box.stop()
 
 
 def tags(event: dict[str, Any]) -> dict[str, str]:

@@ -22,13 +22,6 @@ UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"  # nothing listens there: every hand
 
 
 @pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox().start()
-    yield box
-    box.stop()
-
-
-@pytest.fixture
 def traced_worker(
     tmp_path: Path,
     database_url: str,
