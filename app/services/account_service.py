@@ -164,13 +164,13 @@ def _job_token(settings: Settings, job_id: uuid.UUID, purpose: str) -> str:
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
-async def _new_token(
+async def _store_token(
     session: AsyncSession, *, user: User, purpose: str, lifetime: timedelta, token: str
-) -> str:
+) -> None:
     """Store the job's token; earlier ones of the same purpose stop working. A rerun of the job
     finds its token stored and changes nothing, so the link it sent first keeps working."""
     if await account_token_repository.exists(session, token_hash=digest(token)):
-        return token
+        return
     await account_token_repository.invalidate(session, user_id=user.id, purposes=[purpose])
     await account_token_repository.add(
         session,
@@ -180,7 +180,25 @@ async def _new_token(
         email=user.email,
         expires_at=utc_now() + lifetime,
     )
-    return token
+
+
+PAGES: Final = {VERIFY: "verify-email", RESET: "reset-password"}  # the front end's pages
+
+
+async def _issue_link(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    job_id: uuid.UUID,
+    user: User,
+    purpose: str,
+    lifetime: timedelta,
+) -> str:
+    """The job's link for the user, stored and committed: it must work when the email arrives."""
+    token = _job_token(settings, job_id, purpose)
+    await _store_token(session, user=user, purpose=purpose, lifetime=lifetime, token=token)
+    await session.commit()
+    return _link(settings, PAGES[purpose], token)
 
 
 def _link(settings: Settings, page: str, token: str) -> str:
@@ -202,15 +220,9 @@ async def send_verification_email(
         logger.info("verification_email_not_needed", user_id=user_id)
         return
     hours = settings.EMAIL_VERIFY_TOKEN_HOURS
-    token = await _new_token(
-        session,
-        user=user,
-        purpose=VERIFY,
-        lifetime=timedelta(hours=hours),
-        token=_job_token(settings, job_id, VERIFY),
+    link = await _issue_link(
+        session, settings, job_id=job_id, user=user, purpose=VERIFY, lifetime=timedelta(hours=hours)
     )
-    await session.commit()  # the link must work by the time the email arrives
-    link = _link(settings, "verify-email", token)
     await sender.send(
         messages.verification(
             sender=settings.email_from,
@@ -231,15 +243,10 @@ async def send_password_reset_email(
         logger.info("password_reset_email_not_sent", reason="no active account")
         return
     minutes = settings.PASSWORD_RESET_TOKEN_MINUTES
-    token = await _new_token(
-        session,
-        user=user,
-        purpose=RESET,
-        lifetime=timedelta(minutes=minutes),
-        token=_job_token(settings, job_id, RESET),
+    lifetime = timedelta(minutes=minutes)
+    link = await _issue_link(
+        session, settings, job_id=job_id, user=user, purpose=RESET, lifetime=lifetime
     )
-    await session.commit()
-    link = _link(settings, "reset-password", token)
     await sender.send(
         messages.password_reset(
             sender=settings.email_from,
