@@ -3,6 +3,7 @@ requests at once; past it a request waits briefly for a slot or is refused at on
 
 import asyncio
 import math
+import random
 import time
 from typing import Final
 
@@ -19,7 +20,10 @@ logger = structlog.get_logger("app.admission")
 # is checked, its rate limit counted or its answer serialized): two per connection keep the
 # pool busy without queueing for it (README "Overload").
 REQUESTS_PER_CONNECTION: Final = 2
-RETRY_AFTER_SECONDS: Final = "1"
+# `Retry-After`, 1 or 2 seconds at random: clients refused together (a burst, the connections
+# of a restarted client pool) come back spread over two seconds instead of all in the same one.
+# It also spares a third of the refusals of a sustained overload (docs/benchmarks.md).
+RETRY_AFTER_SECONDS: Final = ("1", "2")
 SMOOTHING: Final = 0.1  # weight of the newest request in the average time a slot is held
 LOG_INTERVAL_SECONDS: Final = 1.0
 ALWAYS_ADMITTED: Final = frozenset({"/health", "/metrics"})  # and everything under /health/
@@ -61,7 +65,7 @@ class AdmissionMiddleware:
     `queue_timeout_ms`. When the requests already waiting could not all be served by then at
     the rate slots free up now (the average time a request holds one, over `limit` slots), it
     would only wait to be refused: it is refused at once. Either way the answer is the 503
-    envelope with `Retry-After`, before any token, Redis or database work.
+    envelope with `Retry-After` (1 or 2 s), before any token, Redis or database work.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int, queue_timeout_ms: int) -> None:
@@ -83,7 +87,8 @@ class AdmissionMiddleware:
             metrics.record_refused(refused)
             self.log.refused()
             message = "The service is at capacity; retry shortly"
-            response = error_response(503, message, None, {"Retry-After": RETRY_AFTER_SECONDS})
+            retry_after = random.choice(RETRY_AFTER_SECONDS)  # noqa: S311 (jitter, not a secret)
+            response = error_response(503, message, None, {"Retry-After": retry_after})
             await response(scope, receive, send)
             return
         started = time.monotonic()

@@ -3,8 +3,8 @@
 
 wrk (`-c1000` by default) loads the authenticated list; on a 503 its connection waits the
 answer's `Retry-After` before its next request, as a well-behaved client would. Meanwhile the
-probe client sends one list request every 50 ms and `/health/live` + `/health/ready` every
-200 ms, each on schedule (never waiting for the previous answer), and times every answer by
+probe client (benchlib/probe.py, a process of its own) sends one list request every 50 ms and
+`/health/live` + `/health/ready` every 200 ms, each on schedule, and times every answer by
 status: wrk cannot tell an admitted request's latency from a refusal's. `/metrics` is scraped
 before and after, so refusals are split into admission refusals and anything else (a pool
 timeout's 503). The 64-connection reference rate is measured on the same server just before.
@@ -12,17 +12,19 @@ timeout's 503). The 64-connection reference rate is measured on the same server 
 
 from __future__ import annotations
 
-import asyncio
+import json
 import math
-import threading
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchlib.report import Target
-from benchlib.wrk import Load, WrkResult, run_wrk
+from benchlib.wrk import Load, WrkResult, WrkRun, run_wrk
 
 # Debts of delay, one per 503 (its Retry-After): wrk calls `response` when an answer arrives and
 # `delay` before a connection writes its next request. Both run in the connection's wrk thread,
@@ -41,10 +43,9 @@ function delay()
   return 0
 end
 """
-LIST_EVERY_S, PROBES_EVERY_S = 0.05, 0.2
-PROBE_TIMEOUT_S = 10.0
 # Issue 29's targets.
 ADMITTED_P99_MS, REFUSED_P99_MS, GOODPUT_SHARE = 250.0, 20.0, 0.85
+STORM_S = 3.0  # seconds of the overload run left out at its start (see `measure`)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Timings:
     """The probe client's answers: (status or 0 for a transport error, milliseconds)."""
 
     answers: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    raised_priority: bool = False  # the probe ran above the server's priority
 
     def add(self, kind: str, status: int, ms: float) -> None:
         self.answers.setdefault(kind, []).append((status, ms))
@@ -71,68 +73,53 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
-async def _probe(base_url: str, token: str, list_path: str, seconds: float) -> Timings:
-    timings = Timings()
-    auth = {"Authorization": f"Bearer {token}"}
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-
-    async def one(client: httpx.AsyncClient, kind: str, path: str, headers: dict[str, str]) -> None:
-        started = time.perf_counter()
-        try:
-            status = (await client.get(path, headers=headers)).status_code
-        except httpx.HTTPError:
-            status = 0
-        timings.add(kind, status, (time.perf_counter() - started) * 1000)
-
-    async with httpx.AsyncClient(
-        base_url=base_url, timeout=PROBE_TIMEOUT_S, limits=limits
-    ) as client:
-        tasks: list[asyncio.Task[None]] = []
-        start = time.perf_counter()
-        tick = 0
-        while (elapsed := time.perf_counter() - start) < seconds:
-            tasks.append(asyncio.create_task(one(client, "list", list_path, auth)))
-            if tick % round(PROBES_EVERY_S / LIST_EVERY_S) == 0:
-                tasks.append(asyncio.create_task(one(client, "live", "/health/live", {})))
-                tasks.append(asyncio.create_task(one(client, "ready", "/health/ready", {})))
-            tick += 1
-            await asyncio.sleep(max(0.0, tick * LIST_EVERY_S - elapsed))
-        await asyncio.gather(*tasks)
-    return timings
-
-
 class Probe:
-    """The probe client in a thread of its own, beside a wrk run."""
+    """The probe client (benchlib/probe.py) in a process of its own, beside a wrk run."""
 
     def __init__(self, base_url: str, token: str, list_path: str, seconds: float) -> None:
-        self.result: Timings | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(base_url, token, list_path, seconds), daemon=True
-        )
-
-    def _run(self, base_url: str, token: str, list_path: str, seconds: float) -> None:
-        self.result = asyncio.run(_probe(base_url, token, list_path, seconds))
+        self.command = [
+            sys.executable,
+            "-m",
+            "benchlib.probe",
+            base_url,
+            token,
+            list_path,
+            str(seconds),
+        ]
+        self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> Probe:
-        self._thread.start()
+        here = Path(__file__).resolve().parents[1]
+        self.proc = subprocess.Popen(self.command, cwd=here, stdout=subprocess.PIPE, text=True)
         return self
 
     def finish(self) -> Timings:
-        self._thread.join()
-        assert self.result is not None, "the probe client failed (see above)"
-        return self.result
+        assert self.proc is not None
+        out, _ = self.proc.communicate()
+        if self.proc.returncode != 0:
+            raise SystemExit(f"the probe client failed with exit code {self.proc.returncode}")
+        result = json.loads(out)
+        timings = Timings(raised_priority=result["raised_priority"])
+        for kind, status, ms in result["answers"]:
+            timings.add(kind, status, ms)
+        return timings
 
 
-def refusals(base_url: str) -> dict[str, float]:
-    """`http_requests_refused_total` by reason, and every 503 answered (`all_503`)."""
+def counters(base_url: str) -> dict[str, float]:
+    """From `/metrics`: `http_requests_refused_total` by reason, every 503 answered (`all_503`)
+    and every 2xx answer (`ok`)."""
     text = httpx.get(f"{base_url}/metrics", timeout=10).text
-    counts: dict[str, float] = {"all_503": 0.0}
+    counts: dict[str, float] = {"all_503": 0.0, "ok": 0.0}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "http_requests_refused_total":
                 counts[sample.labels["reason"]] = sample.value
-            elif sample.name == "http_requests_total" and sample.labels["status"] == "503":
-                counts["all_503"] += sample.value
+            elif sample.name == "http_requests_total":
+                status = sample.labels["status"]
+                if status == "503":
+                    counts["all_503"] += sample.value
+                elif status.startswith("2"):
+                    counts["ok"] += sample.value
     return counts
 
 
@@ -144,16 +131,16 @@ def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]
 class Overload:
     reference: WrkResult  # the list at the run's usual connections
     reference_refused: float  # admission refusals during the reference run
-    loaded: WrkResult  # the list at `connections`, Retry-After honoured
+    loaded: WrkResult  # the list at `connections`, Retry-After honoured, storm included
     connections: int
-    counts: dict[str, float]  # refusals by reason, and all 503s, during the overload run
+    counts: dict[str, float]  # the server's counters over the probe's window (`counters`)
+    window_s: float  # the probe's window: the overload run after its connection storm
     probe: Timings
 
     @property
     def goodput(self) -> float:
-        """2xx (non-error answers) per second under overload."""
-        good = self.loaded.requests - self.loaded.status_errors
-        return good / self.loaded.duration_s if self.loaded.duration_s else 0.0
+        """2xx answers per second in the window, counted by the server."""
+        return self.counts.get("ok", 0.0) / self.window_s if self.window_s else 0.0
 
     @property
     def refused(self) -> float:
@@ -211,43 +198,62 @@ class Overload:
     def lines(self) -> list[str]:
         """What the report says beside the targets."""
         list_ok = self.probe.of("list", 200)
+        list_refused = self.probe.of("list", 503)
+        probes = self.probe.of("live", 200) + self.probe.of("ready", 200)
+        priority = "above" if self.probe.raised_priority else "at"
         return [
             f"Overload: wrk `-c{self.connections} -d{self.loaded.duration_s:.0f}s` on the list "
-            "(a 503 makes the connection wait its `Retry-After` before its next request), the "
-            "probe client beside it (one list request every 50 ms; `/health/live` and "
-            "`/health/ready` every 200 ms). Reference: the list at "
+            "(a 503 makes the connection wait its `Retry-After` before its next request); the "
+            f"figures cover {self.window_s:.0f} s of it, from {STORM_S:g} s after its start "
+            "(when its connections, all opened at once, have sent their first requests). The "
+            "probe client (a process of its own, "
+            f"{priority} the server's priority) sends one list request every 50 ms and "
+            "`/health/live` + `/health/ready` every 200 ms. Goodput and refusals are the server's "
+            "counts over that window. Reference: the list at "
             f"{self.reference.rps:,.0f} req/s just before, on the same server.",
-            f"Overload figures: wrk answers {self.loaded.requests:,} (p50 "
-            f"{self.loaded.p50_ms:.1f} ms, p99 {self.loaded.p99_ms:.1f} ms, socket errors "
-            f"{self.loaded.socket_errors}); goodput {self.goodput:,.0f} req/s; refused "
-            f"{self.refused:,.0f} ({self.counts.get('queue_full', 0):,.0f} queue full, "
+            f"Overload figures: goodput {self.goodput:,.0f} req/s; refused "
+            f"{self.refused / self.window_s:,.0f} req/s ("
+            f"{self.counts.get('queue_full', 0):,.0f} at once, "
             f"{self.counts.get('queue_timeout', 0):,.0f} after the queue deadline), "
             f"{self.other_503:.0f} other 503s. Probe client's list: {len(list_ok)} admitted "
             f"(p50 {percentile(list_ok, 0.5):.1f} ms, p99 {percentile(list_ok, 0.99):.1f} ms), "
-            f"{len(self.probe.of('list', 503))} refused (p50 "
-            f"{percentile(self.probe.of('list', 503), 0.5):.1f} ms, p99 "
-            f"{percentile(self.probe.of('list', 503), 0.99):.1f} ms); probes p99 "
-            f"{percentile(self.probe.of('live', 200) + self.probe.of('ready', 200), 0.99):.1f} ms.",
+            f"{len(list_refused)} refused (p50 {percentile(list_refused, 0.5):.1f} ms, "
+            f"p99 {percentile(list_refused, 0.99):.1f} ms); probes p99 "
+            f"{percentile(probes, 0.99):.1f} ms. wrk over the whole run, storm included: "
+            f"{self.loaded.requests:,} answers, p50 {self.loaded.p50_ms:.1f} ms, "
+            f"p99 {self.loaded.p99_ms:.1f} ms, socket errors {self.loaded.socket_errors}.",
         ]
 
 
 def measure(
     base_url: str, list_load: Load, token: str, connections: int, seconds: float
 ) -> Overload:
-    """The reference at `list_load`'s connections, then the overload run with the probe."""
-    before = refusals(base_url)
+    """The reference at `list_load`'s connections, then the overload run with the probe.
+
+    wrk opens its connections all at once and their first requests land together: that storm
+    (STORM_S) is left out of the figures, which cover the `seconds` of steady overload after it.
+    """
+    before = counters(base_url)
     reference = run_wrk(list_load, base_url)
-    middle = refusals(base_url)
+    middle = counters(base_url)
     loaded_load = replace(
-        list_load, connections=connections, duration_s=seconds, rate=None, lua=RETRY_AFTER_HOOK
+        list_load,
+        connections=connections,
+        duration_s=STORM_S + seconds + 1,  # + 1: the load outlasts the probe's last requests
+        rate=None,
+        lua=RETRY_AFTER_HOOK,
     )
-    probe = Probe(base_url, token, list_load.path, seconds).start()
-    loaded = run_wrk(loaded_load, base_url)
-    timings = probe.finish()
-    after = refusals(base_url)
+    loaded_run = WrkRun(loaded_load, base_url).start()
+    time.sleep(STORM_S)
+    steady = counters(base_url)
+    started = time.perf_counter()
+    timings = Probe(base_url, token, list_load.path, seconds).start().finish()
+    window = counters(base_url)
+    window_s = time.perf_counter() - started
+    loaded = loaded_run.finish()
     reference_refused = sum(
         delta(middle, before).get(r, 0.0) for r in ("queue_full", "queue_timeout")
     )
     return Overload(
-        reference, reference_refused, loaded, connections, delta(after, middle), timings
+        reference, reference_refused, loaded, connections, delta(window, steady), window_s, timings
     )

@@ -181,9 +181,10 @@ def test_overload_targets_from_the_probe_clients_answers() -> None:
     probe.add("live", 200, 1.0)
     probe.add("ready", 0, 10_000.0)  # a transport error: a failed probe
     reference = WrkResult(1000, 1.0, 0, 0, 1, 2, 3, 4)
-    loaded = WrkResult(1000, 1.0, 0, 100, 1, 2, 3, 4)  # 900 answers were 2xx
-    counts = {"queue_full": 80.0, "queue_timeout": 15.0, "all_503": 100.0}
-    result = Overload(reference, 0.0, loaded, 1000, counts, probe)
+    loaded = WrkResult(2000, 2.0, 0, 200, 1, 2, 3, 4)
+    # The server's counts over a 2-second window: 1,800 answers were 2xx.
+    counts = {"queue_full": 80.0, "queue_timeout": 15.0, "all_503": 100.0, "ok": 1800.0}
+    result = Overload(reference, 0.0, loaded, 1000, counts, 2.0, probe)
     verdicts = [target.ok for target in result.targets()]
     # admitted p99 30 ms; refusals fast but 5 other 503s; 1 of 2 probes failed; 90 %; 0 refused
     assert verdicts == [True, False, False, True, True]

@@ -66,7 +66,7 @@ def assert_refused(response: httpx.Response) -> None:
     body = response.json()
     assert body["error"] == "service_unavailable"
     assert body["request_id"] == response.headers["x-request-id"]
-    assert response.headers["retry-after"] == "1"
+    assert response.headers["retry-after"] in {"1", "2"}
     assert_edge_headers(response)
     assert "x-ratelimit-remaining" not in response.headers  # refused before the rate limiter
 
@@ -189,6 +189,25 @@ async def test_the_probes_and_metrics_are_always_admitted(
         assert (await held).status_code == 200
     assert [response.status_code for response in answers] == [200] * len(paths)
     assert_refused(refused)
+
+
+async def test_refused_clients_are_told_to_come_back_spread_over_two_seconds(
+    make_settings: Callable[..., Settings],
+    make_client: Callable[[Settings], _ClientContext],
+) -> None:
+    """Clients refused together must not all come back in the same second: `Retry-After` is
+    1 or 2 at random (40 refusals all alike: one chance in 2**39)."""
+    async with gated_app(
+        make_settings, make_client, MAX_CONCURRENT_REQUESTS=1, ADMISSION_QUEUE_TIMEOUT_MS=1
+    ) as (client, gate):
+        held = asyncio.create_task(client.get(HELD))
+        await gate.until_inside(1)
+        refused = await asyncio.gather(*(client.get(HELD) for _ in range(40)))
+        gate.open.set()
+        assert (await held).status_code == 200
+    for response in refused:
+        assert_refused(response)
+    assert {response.headers["retry-after"] for response in refused} == {"1", "2"}
 
 
 @pytest.mark.parametrize(
