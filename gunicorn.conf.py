@@ -27,6 +27,14 @@ bind = [settings.BIND]
 # that rule is for sync workers blocked on I/O, while each async worker already keeps its CPU
 # busy, and every extra worker holds its own database pool (DATABASE_POOL_SIZE + MAX_OVERFLOW).
 workers = settings.WORKERS or keel_server.available_cpus()
+# Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads connections
+# evenly over them. With one shared socket, whichever worker is idle takes every connection
+# waiting, so a client opening 64 at once could leave all 64 on one worker: admission control is
+# per worker, so that one queues and refuses while the other has room (tests/ops/test_gunicorn).
+# The cost: connections the kernel accepted for a worker that exits before taking them are
+# reset, and a second server started on the same address by the same user shares it instead of
+# failing to start.
+reuse_port = not settings.BIND.startswith(("unix:", "fd://"))
 
 # SIGTERM: stop accepting, let in-flight requests finish for up to graceful_timeout, exit 0.
 # Kubernetes' terminationGracePeriodSeconds must exceed preStop sleep + this (deploy/k8s).

@@ -65,6 +65,32 @@ async def test_metrics_are_summed_across_workers(gunicorn: Gunicorn) -> None:
     assert after[in_progress] == 1  # the scrape itself, on whichever worker answered it
 
 
+async def test_connections_opened_at_once_are_spread_over_the_workers(gunicorn: Gunicorn) -> None:
+    """A client opening 64 connections at once (a proxy's pool, a load test) gets them spread
+    over both workers, not most of them on whichever worker was idle: admission control is per
+    worker, so a lopsided split refuses requests on one worker while the other has room. With
+    one shared listening socket the first batch went all 64 to one worker, 4 runs out of 4;
+    with a socket per worker (`reuse_port`) the kernel hashes connections over them, and a
+    batch split worse than 48/16 comes about once in 20,000."""
+    connections = 64
+    splits = []
+    for batch in range(5):
+        ids = [f"spread-{batch}-{i}" for i in range(connections)]
+        limits = httpx.Limits(max_connections=connections)
+        async with httpx.AsyncClient(
+            base_url=gunicorn.base_url, timeout=10, limits=limits
+        ) as client:
+            responses = await asyncio.gather(
+                *(client.get("/health/live", headers={"X-Request-ID": i}) for i in ids)
+            )
+        assert {response.status_code for response in responses} == {200}
+        records = [json.loads(line) for line in gunicorn.log_lines() if line.strip()]
+        served_by = [record["pid"] for record in records if record.get("request_id") in ids]
+        assert len(served_by) == connections
+        splits.append(sorted((served_by.count(pid) for pid in set(served_by)), reverse=True))
+    assert all(len(split) == 2 and split[1] >= 16 for split in splits), splits
+
+
 def test_production_headers_and_json_logs(gunicorn: Gunicorn) -> None:
     response = httpx.get(f"{gunicorn.base_url}/health/live")
     assert response.status_code == 200
