@@ -219,7 +219,11 @@ class Overload:
             f"(p50 {percentile(list_ok, 0.5):.1f} ms, p99 {percentile(list_ok, 0.99):.1f} ms), "
             f"{len(list_refused)} refused (p50 {percentile(list_refused, 0.5):.1f} ms, "
             f"p99 {percentile(list_refused, 0.99):.1f} ms); probes p99 "
-            f"{percentile(probes, 0.99):.1f} ms. wrk over the whole run, storm included: "
+            f"{percentile(probes, 0.99):.1f} ms, `/health/live` alone (never queued, no work: "
+            "the floor under any answer's latency on this machine under this load) p50 "
+            f"{percentile(self.probe.of('live', 200), 0.5):.1f} ms, p99 "
+            f"{percentile(self.probe.of('live', 200), 0.99):.1f} ms. wrk over the whole run, "
+            "storm included: "
             f"{self.loaded.requests:,} answers, p50 {self.loaded.p50_ms:.1f} ms, "
             f"p99 {self.loaded.p99_ms:.1f} ms, socket errors {self.loaded.socket_errors}.",
         ]
