@@ -351,7 +351,7 @@ def memory_rounds(
     port: int,
 ) -> tuple[list[dict[int, float]], float]:
     """Three list rounds on a fresh Keel whose workers are never recycled; RSS after each."""
-    # max_requests (10,000 + jitter) would replace the workers mid-test, and a leak check needs
+    # max_requests (1,000,000 + jitter) could replace the workers mid-test, and a leak check needs
     # the same processes in rounds 2 and 3: the only setting changed from production.
     server, cold = keel.start_keel(
         groups,
@@ -702,7 +702,7 @@ def details(
         "`POST /api/v1/auth/token` (form body) on Keel alone. The list is user 0's "
         "(100 items, page of 20, bearer token from the real login). Each recorded run starts "
         "once the server's processes use under 10% of a core (e.g. queued logins worked off).",
-        f"Gunicorn's `max_requests` (10,000 + jitter) recycled {recycled} worker(s) during "
+        f"Gunicorn's `max_requests` (1,000,000 + jitter) recycled {recycled} worker(s) during "
         "the Keel runs above: that is production behaviour and part of the figures.",
         "List p99 at half of max: wrk with a Lua `delay()` that paces each thread to half of "
         "the list's median rate above (Debian has no wrk2); the achieved rate is shown. wrk "
