@@ -6,8 +6,9 @@ answer's `Retry-After` before its next request, as a well-behaved client would. 
 probe client (benchlib/probe.py, a process of its own) sends one list request every 50 ms and
 `/health/live` + `/health/ready` every 200 ms, each on schedule, and times every answer by
 status: wrk cannot tell an admitted request's latency from a refusal's. `/metrics` is scraped
-before and after, so refusals are split into admission refusals and anything else (a pool
-timeout's 503). The 64-connection reference rate is measured on the same server just before.
+at the start and the end of the probe's window, so goodput is the server's own count and
+refusals are split into admission refusals and anything else (a pool timeout's 503). The
+64-connection reference rate is measured on the same server just before.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -105,9 +107,9 @@ class Probe:
         return timings
 
 
-def counters(base_url: str) -> dict[str, float]:
+def counters(base_url: str, route: str) -> dict[str, float]:
     """From `/metrics`: `http_requests_refused_total` by reason, every 503 answered (`all_503`)
-    and every 2xx answer (`ok`)."""
+    and the 2xx answers of `route` (`ok`: not the probes' health checks, not the scrapes)."""
     text = httpx.get(f"{base_url}/metrics", timeout=10).text
     counts: dict[str, float] = {"all_503": 0.0, "ok": 0.0}
     for family in text_string_to_metric_families(text):
@@ -118,7 +120,7 @@ def counters(base_url: str) -> dict[str, float]:
                 status = sample.labels["status"]
                 if status == "503":
                     counts["all_503"] += sample.value
-                elif status.startswith("2"):
+                elif status.startswith("2") and sample.labels["route"] == route:
                     counts["ok"] += sample.value
     return counts
 
@@ -139,7 +141,7 @@ class Overload:
 
     @property
     def goodput(self) -> float:
-        """2xx answers per second in the window, counted by the server."""
+        """The list's 2xx answers per second in the window, counted by the server."""
         return self.counts.get("ok", 0.0) / self.window_s if self.window_s else 0.0
 
     @property
@@ -199,7 +201,8 @@ class Overload:
         """What the report says beside the targets."""
         list_ok = self.probe.of("list", 200)
         list_refused = self.probe.of("list", 503)
-        probes = self.probe.of("live", 200) + self.probe.of("ready", 200)
+        live = self.probe.of("live", 200)
+        probes = live + self.probe.of("ready", 200)
         priority = "above" if self.probe.raised_priority else "at"
         return [
             f"Overload: wrk `-c{self.connections} -d{self.loaded.duration_s:.0f}s` on the list "
@@ -221,8 +224,8 @@ class Overload:
             f"p99 {percentile(list_refused, 0.99):.1f} ms); probes p99 "
             f"{percentile(probes, 0.99):.1f} ms, `/health/live` alone (never queued, no work: "
             "the floor under any answer's latency on this machine under this load) p50 "
-            f"{percentile(self.probe.of('live', 200), 0.5):.1f} ms, p99 "
-            f"{percentile(self.probe.of('live', 200), 0.99):.1f} ms. wrk over the whole run, "
+            f"{percentile(live, 0.5):.1f} ms, p99 "
+            f"{percentile(live, 0.99):.1f} ms. wrk over the whole run, "
             "storm included: "
             f"{self.loaded.requests:,} answers, p50 {self.loaded.p50_ms:.1f} ms, "
             f"p99 {self.loaded.p99_ms:.1f} ms, socket errors {self.loaded.socket_errors}.",
@@ -237,9 +240,10 @@ def measure(
     wrk opens its connections all at once and their first requests land together: that storm
     (STORM_S) is left out of the figures, which cover the `seconds` of steady overload after it.
     """
-    before = counters(base_url)
+    route = urlsplit(list_load.path).path  # the route template: the list's path has no parameter
+    before = counters(base_url, route)
     reference = run_wrk(list_load, base_url)
-    middle = counters(base_url)
+    middle = counters(base_url, route)
     loaded_load = replace(
         list_load,
         connections=connections,
@@ -249,10 +253,10 @@ def measure(
     )
     loaded_run = WrkRun(loaded_load, base_url).start()
     time.sleep(STORM_S)
-    steady = counters(base_url)
+    steady = counters(base_url, route)
     started = time.perf_counter()
     timings = Probe(base_url, token, list_load.path, seconds).start().finish()
-    window = counters(base_url)
+    window = counters(base_url, route)
     window_s = time.perf_counter() - started
     loaded = loaded_run.finish()
     reference_refused = sum(
